@@ -1,0 +1,21 @@
+PY ?= python3
+PIP = $(PY) -m pip
+# torch is pinned through constraints.txt so a fresh machine gets the local CPU build.
+INSTALL = $(PIP) install -q -c constraints.txt torch==2.13.0 && $(PIP) install -q -c constraints.txt -e
+
+.PHONY: demo test test-fast install install-test bench
+
+install:
+	$(INSTALL) .
+
+install-test:
+	$(INSTALL) ".[test]"
+
+demo: install
+	denoise demo --out demo_out
+
+test: install-test
+	$(PY) -m pytest -q
+
+test-fast: install-test
+	$(PY) -m pytest -q -m "not slow"

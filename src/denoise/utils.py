@@ -1,0 +1,80 @@
+"""Small shared helpers: input checks and atomic file writes."""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import ImageWriteError, InputError
+
+
+def check_image(x, name: str = "x") -> torch.Tensor:
+    """Validate an image batch: a float tensor (N, C, H, W), finite, C in {1, 3}.
+
+    Returns the tensor (unchanged). Raises InputError with a message that says what to pass.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise InputError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"{name} must be a float tensor with values in [0, 1], got dtype {x.dtype}; "
+                         "convert with x.float() / 255 for uint8 images")
+    n, c, h, w = x.shape
+    if n == 0 or h == 0 or w == 0:
+        raise InputError(f"{name} is empty: shape {tuple(x.shape)}")
+    if c not in (1, 3):
+        raise InputError(f"{name} must have 1 (gray) or 3 (RGB) channels, got {c}")
+    if not torch.isfinite(x).all():
+        raise InputError(f"{name} contains NaN or Inf values")
+    return x
+
+
+def check_sigma(sigma, *, allow_none: bool = True, max_sigma: float = 1.0):
+    """Validate a noise level on the 0-1 scale (a float or a tensor of shape (N,))."""
+    if sigma is None:
+        if allow_none:
+            return None
+        raise InputError("sigma is required")
+    if isinstance(sigma, torch.Tensor):
+        if not torch.isfinite(sigma).all() or (sigma <= 0).any() or (sigma > max_sigma).any():
+            raise InputError(f"sigma must be in (0, {max_sigma}] on the 0-1 scale, got {sigma.tolist()}")
+        return sigma
+    try:
+        s = float(sigma)
+    except (TypeError, ValueError):
+        raise InputError(f"sigma must be a number, got {sigma!r}") from None
+    if not math.isfinite(s) or s <= 0 or s > max_sigma:
+        raise InputError(f"sigma must be in (0, {max_sigma}] on the 0-1 scale (sigma/255 for 8-bit levels), got {s}")
+    return s
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = False):
+    """Yield a temporary path in the destination folder; rename it onto ``path`` on success.
+
+    Nothing is left behind on failure, and an existing file is replaced only when
+    ``overwrite`` is true.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ImageWriteError(f"output folder does not exist: {folder}")
+    if path.exists() and not overwrite:
+        raise ImageWriteError(f"{path} exists; pass --force (overwrite=True) to replace it")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
+    except OSError as exc:
+        raise ImageWriteError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
