@@ -1,0 +1,301 @@
+"""Training data: image folders -> random patches, noisy pairs, EE-559 ``.pkl`` pairs.
+
+Every source draws a batch with an explicit ``torch.Generator`` (so a run resumes exactly
+from the generator's state) and returns a :class:`Batch` of (input, target, mask):
+
+* :class:`CleanFolderData`: a folder of clean images plus a noise model; input and target
+  are two *independent* noise draws of the same patch at every step (Noise2Noise), or the
+  target is the clean patch (``target="clean"``).
+  Noise models come from :mod:`denoise.noise` (:func:`~denoise.noise.parse_noise` specs).
+* :class:`PairData`: real noisy pairs, two images of the same scene (two folders matched by
+  file name, or one folder with a naming rule), or the two uint8 tensors of an EE-559
+  ``.pkl`` file.
+
+All sources use random crops, flips and 90-degree rotations (the eight symmetries of the
+square, applied identically to input and target), and hold out the last ``val_count``
+images or pairs (in sorted order) for validation, never used for training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .errors import ImageReadError, InputError
+from .io import list_images, read_image
+from .noise import parse_noise
+
+NoiseFn = Callable[..., torch.Tensor]
+
+
+@dataclass
+class Batch:
+    """One training batch: ``input`` and ``target`` (N, C, h, w); ``mask`` marks the target
+    pixels that carry information (masked losses), or is None."""
+
+    input: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor | None = None
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _read(path: Path) -> tuple[torch.Tensor, str]:
+    """Read one image as (C, H, W) float32 in [0, 1] and its mode ("L" or "RGB")."""
+    x, info = read_image(path)
+    return x[0], info.mode
+
+
+def _as_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Convert (C, H, W) to ``channels`` channels (ITU-R 601 luma for RGB -> gray)."""
+    if x.shape[0] == channels:
+        return x
+    if channels == 1:
+        w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(3, 1, 1)
+        return (x * w).sum(0, keepdim=True)
+    return x.expand(3, -1, -1).contiguous()
+
+
+def load_folder(folder: str | Path, *, gray: bool | None = None) -> tuple[list[str], list[torch.Tensor]]:
+    """Load every image of ``folder`` (sorted by name) as (C, H, W) float32 tensors.
+
+    ``gray=None`` keeps gray images gray when the whole folder is gray, else uses RGB.
+    Raises InputError for a missing or empty folder and ImageReadError for a bad file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"training folder not found: {folder}; pass an existing folder of images")
+    try:
+        paths = list_images(folder)
+    except OSError as exc:
+        raise ImageReadError(f"cannot list training folder {folder}: {exc.strerror or exc}") from None
+    if not paths:
+        raise InputError(f"training folder {folder} holds no images (png, jpg, tif, ...)")
+    loaded = [_read(p) for p in paths]
+    if gray is None:
+        gray = all(mode == "L" for _, mode in loaded)
+    channels = 1 if gray else 3
+    return [p.name for p in paths], [_as_channels(x, channels) for x, _ in loaded]
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def random_patches(images: Sequence[torch.Tensor] | Sequence[tuple[torch.Tensor, ...]], batch_size: int,
+                   crop: int | None, generator: torch.Generator) -> list[torch.Tensor]:
+    """Draw ``batch_size`` random patches with random flips and 90-degree rotations.
+
+    ``images`` holds (C, H, W) tensors, or tuples of aligned tensors (a pair) cropped and
+    transformed identically. Returns one (N, C, crop, crop) tensor per tuple element.
+    ``crop=None`` takes whole images (they must then all have the same size, e.g. 32x32
+    EE-559 patches). Random draws come only from ``generator``.
+    """
+    groups = [g if isinstance(g, tuple) else (g,) for g in images]
+    idx = torch.randint(len(groups), (batch_size,), generator=generator)
+    pos = torch.rand(batch_size, 2, generator=generator)
+    sym = torch.randint(8, (batch_size,), generator=generator)
+    out: list[list[torch.Tensor]] = [[] for _ in groups[0]]
+    for k in range(batch_size):
+        group = groups[int(idx[k])]
+        h, w = group[0].shape[-2:]
+        ch, cw = (h, w) if crop is None else (crop, crop)
+        if ch > h or cw > w:
+            raise InputError(f"crop {crop} is larger than a training image ({h}x{w}); pass a smaller crop")
+        top, left = int(pos[k, 0] * (h - ch + 1)), int(pos[k, 1] * (w - cw + 1))
+        s = int(sym[k])
+        for j, img in enumerate(group):
+            patch = img[:, top:top + ch, left:left + cw]
+            patch = torch.rot90(patch, s % 4, dims=(-2, -1))
+            out[j].append(patch.flip(-1) if s >= 4 else patch)
+    return [torch.stack(p) for p in out]
+
+
+def center_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Center crop of the last two dims to at most ``size`` (None: unchanged)."""
+    if size is None:
+        return x
+    h, w = x.shape[-2:]
+    ch, cw = min(size, h), min(size, w)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return x[..., top:top + ch, left:left + cw]
+
+
+def split_holdout(n: int, val_count: int, what: str) -> int:
+    """Number of training items when the last ``val_count`` of ``n`` are held out."""
+    if val_count < 0 or val_count >= n:
+        raise InputError(f"cannot hold out {val_count} of {n} {what} for validation; "
+                         f"pass val_count between 0 and {n - 1}")
+    return n - val_count
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class CleanFolderData:
+    """Clean images plus a noise model: fresh, independent noise for input and target.
+
+    ``noise(x, generator=g)`` returns a noisy copy of a batch; with ``target="clean"`` the
+    target is the clean patch. A noise with ``with_mask`` (Bernoulli) also yields the
+    target's mask of known pixels, for the masked L2 loss.
+    """
+
+    def __init__(self, images: Sequence[torch.Tensor], noise: NoiseFn, *, target: str = "noisy",
+                 crop: int | None = 64, val_images: Sequence[torch.Tensor] = (),
+                 val_noise: NoiseFn | None = None, val_crop: int | None = None, val_seed: int = 12345):
+        if target not in ("noisy", "clean"):
+            raise InputError(f"target must be 'noisy' or 'clean', got {target!r}")
+        if not images:
+            raise InputError("no training images")
+        self.images, self.noise, self.target, self.crop = list(images), noise, target, crop
+        self.channels = int(self.images[0].shape[0])
+        self.val_images = [center_crop(v, val_crop) for v in val_images]
+        self.val_noise, self.val_seed = val_noise or noise, val_seed
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        (clean,) = random_patches(self.images, batch_size, self.crop, generator)
+        inp = self.noise(clean, generator=generator)
+        if self.target == "clean":
+            return Batch(inp, clean)
+        with_mask = getattr(self.noise, "with_mask", None)
+        if with_mask is not None:
+            tgt, mask = with_mask(clean, generator=generator)
+            return Batch(inp, tgt, mask)
+        return Batch(inp, self.noise(clean, generator=generator))
+
+    def validation(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Held-out (noisy input, clean reference) pairs, (1, C, H, W) each; the noise is
+        drawn once from a fixed seed, so every validation sees the same inputs."""
+        g = torch.Generator().manual_seed(self.val_seed)
+        return [(self.val_noise(v[None], generator=g), v[None]) for v in self.val_images]
+
+
+class PairData:
+    """Aligned noisy pairs (input view, target view), e.g. two shots of one scene.
+
+    With ``swap=True`` input and target trade places at random (both are noisy views).
+    Validation PSNR is measured against the held-out pairs' target view.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, crop: int | None = 64,
+                 swap: bool = True, val_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+                 val_crop: int | None = None):
+        if not pairs:
+            raise InputError("no training pairs")
+        self.pairs, self.crop, self.swap = list(pairs), crop, swap
+        self.channels = int(self.pairs[0][0].shape[0])
+        self.val_pairs = [(center_crop(a, val_crop), center_crop(b, val_crop)) for a, b in val_pairs]
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        inp, tgt = random_patches(self.pairs, batch_size, self.crop, generator)
+        if self.swap:
+            flip = (torch.rand(batch_size, generator=generator) < 0.5).view(-1, 1, 1, 1)
+            inp, tgt = torch.where(flip, tgt, inp), torch.where(flip, inp, tgt)
+        return Batch(inp, tgt)
+
+    def validation(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(a[None], b[None]) for a, b in self.val_pairs]
+
+
+# --------------------------------------------------------------------------- pair loading
+
+
+def match_pairs(inputs: Sequence[Path], targets: Sequence[Path], *, input_key: Callable[[Path], str],
+                target_key: Callable[[Path], str]) -> list[tuple[Path, Path]]:
+    """Match two lists of files by key; an unmatched name on either side is an error."""
+    a = {input_key(p): p for p in inputs}
+    b = {target_key(p): p for p in targets}
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a or only_b:
+        raise InputError(f"unmatched noisy pairs: {len(only_a)} input(s) without a target "
+                         f"{only_a[:3]}, {len(only_b)} target(s) without an input {only_b[:3]}; "
+                         "every input needs a target of the same name")
+    if not a:
+        raise InputError("no noisy pairs found; check the folders and the naming rule")
+    return [(a[k], b[k]) for k in sorted(a)]
+
+
+def pair_paths(input_dir: str | Path, target_dir: str | Path | None = None, *,
+               input_suffix: str = "", target_suffix: str = "") -> list[tuple[Path, Path]]:
+    """List noisy pairs: two folders matched by file stem, or one folder with a naming rule.
+
+    With ``target_dir=None`` both views are in ``input_dir`` and the stems end in
+    ``input_suffix`` / ``target_suffix`` (e.g. ``scene1_a.png`` / ``scene1_b.png`` with
+    suffixes ``_a`` and ``_b``). With two folders the suffixes (default empty) are stripped
+    from the stems before matching.
+    """
+    input_dir = Path(input_dir)
+    for d in (input_dir, target_dir):
+        if d is not None and not Path(d).is_dir():
+            raise InputError(f"pair folder not found: {d}")
+    files_a = list_images(input_dir)
+    if target_dir is None:
+        if not input_suffix or not target_suffix or input_suffix == target_suffix:
+            raise InputError("one pair folder needs a naming rule: two different suffixes, "
+                             "e.g. input_suffix='_a' target_suffix='_b'")
+        files_b = [p for p in files_a if p.stem.endswith(target_suffix)]
+        files_a = [p for p in files_a if p.stem.endswith(input_suffix)]
+    else:
+        files_b = list_images(Path(target_dir))
+
+    def key(suffix: str) -> Callable[[Path], str]:
+        return lambda p: p.stem[: len(p.stem) - len(suffix)] if suffix and p.stem.endswith(suffix) else p.stem
+
+    return match_pairs(files_a, files_b, input_key=key(input_suffix), target_key=key(target_suffix))
+
+
+def load_pairs(pairs: Sequence[tuple[Path, Path]], *, gray: bool | None = None
+               ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Read matched pair files; both views must have the same size."""
+    loaded = [(_read(a), _read(b)) for a, b in pairs]
+    if gray is None:
+        gray = all(ma == "L" and mb == "L" for (_, ma), (_, mb) in loaded)
+    channels = 1 if gray else 3
+    out = []
+    for (pa, pb), ((xa, _), (xb, _)) in zip(pairs, loaded):
+        if xa.shape[-2:] != xb.shape[-2:]:
+            raise InputError(f"pair sizes differ: {pa.name} is {xa.shape[-1]}x{xa.shape[-2]}, "
+                             f"{pb.name} is {xb.shape[-1]}x{xb.shape[-2]}; both views must be aligned")
+        out.append((_as_channels(xa, channels), _as_channels(xb, channels)))
+    return out
+
+
+def load_pkl_pairs(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load an EE-559 pair file: a ``.pkl`` holding two uint8 tensors (N, 3, 32, 32).
+
+    Loaded with ``torch.load(weights_only=True)`` (no code runs from the file). Returns two
+    float32 tensors in [0, 1]. Raises InputError for any other content.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"pair file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and weights_only errors all mean a bad file
+        raise ImageReadError(f"cannot load {path.name} as a tensor pair file: "
+                             f"{str(exc).splitlines()[0]}") from None
+    if not isinstance(obj, (tuple, list)) or len(obj) != 2:
+        raise InputError(f"{path.name} must hold a tuple of two tensors (input, target), "
+                         f"got {type(obj).__name__}")
+    a, b = obj
+    for name, t in (("first", a), ("second", b)):
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"{path.name}: the {name} item is a {type(t).__name__}, not a tensor")
+        if t.dtype != torch.uint8:
+            raise InputError(f"{path.name}: the {name} tensor has dtype {t.dtype}; expected torch.uint8")
+        if t.dim() != 4 or tuple(t.shape[1:]) != (3, 32, 32) or t.shape[0] == 0:
+            raise InputError(f"{path.name}: the {name} tensor has shape {tuple(t.shape)}; "
+                             "expected (N, 3, 32, 32)")
+    if a.shape != b.shape:
+        raise InputError(f"{path.name}: the two tensors differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    return a.float().div_(255), b.float().div_(255)
+
+
+# --------------------------------------------------------------------------- noise specs
+
+
+def noise_kind(spec: str) -> str:
+    """The noise family of a spec string (``gaussian:0-50`` -> ``gaussian``)."""
+    return parse_noise(spec).kind

@@ -1,0 +1,66 @@
+"""`denoise data ee559` and `denoise ee559 export`: the EE-559 course data and project folders."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _cmd_data_ee559(args: argparse.Namespace) -> int:
+    from .data import build_ee559_data, write_ee559_data
+    from ..errors import ImageWriteError
+
+    out = Path(args.out)
+    if not out.is_dir():
+        if out.exists():
+            raise ImageWriteError(f"{out} is not a folder")
+        out.mkdir(parents=True)
+    data = build_ee559_data(args.source, val_source=args.val_source, n_train=args.n_train,
+                            n_val=args.n_val, target_psnr=args.target_psnr, seed=args.seed)
+    train, val = write_ee559_data(out, data, overwrite=args.force)
+    from .data import course_psnr
+
+    print(f"wrote {train} ({tuple(data.train_input.shape)} x2, uint8) and {val} "
+          f"({tuple(data.val_input.shape)} noisy + clean)")
+    print(f"noise sigma {data.sigma:.2f}/255; noisy validation PSNR "
+          f"{course_psnr(data.val_input, data.val_target):.2f} dB")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_project
+
+    root = export_project(args.dir, overwrite=args.force)
+    print(f"wrote the course project folder {root} (Miniproject_1, Miniproject_2)")
+    return 0
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="build datasets (the EE-559 course data)")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATASET")
+    p = data_sub.add_parser(
+        "ee559", help="rebuild the EE-559 train_data.pkl / val_data.pkl from real photos",
+        description="Write train_data.pkl (two independently noisy 32x32 views of N crops) and "
+                    "val_data.pkl (noisy crops and their clean versions), uint8 (N, 3, 32, 32), "
+                    "deterministic from --seed. See denoise.ee559.data for the recipe.")
+    p.add_argument("--source", required=True, help="folder of training photos (e.g. CBSD432)")
+    p.add_argument("--val-source", default=None,
+                   help="folder of validation photos, disjoint from --source "
+                        "(default: hold out the last 10%% of --source)")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--n-train", type=int, default=50_000)
+    p.add_argument("--n-val", type=int, default=1_000)
+    p.add_argument("--target-psnr", type=float, default=20.7,
+                   help="PSNR of the noisy validation input, sets the noise level (default 20.7 dB)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite existing .pkl files")
+    p.set_defaults(func=_cmd_data_ee559)
+
+    ee = subparsers.add_parser("ee559", help="the EPFL EE-559 Noise2Noise course API")
+    ee_sub = ee.add_subparsers(dest="ee559_command", required=True, metavar="COMMAND")
+    e = ee_sub.add_parser("export", help="write a course project folder (Miniproject_1, Miniproject_2)",
+                          description="Write DIR/Miniproject_1 and DIR/Miniproject_2, each with "
+                                      "__init__.py, model.py (thin imports from denoise) and "
+                                      "bestmodel.pth (the pretrained weights).")
+    e.add_argument("dir", help="project folder to write (e.g. Proj_000000_000000_000000)")
+    e.add_argument("--force", action="store_true", help="overwrite an existing project folder's files")
+    e.set_defaults(func=_cmd_export)

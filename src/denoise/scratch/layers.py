@@ -1,0 +1,341 @@
+"""Convolutions, nearest upsampling and max pooling with PyTorch's arguments and layouts.
+
+Weights have PyTorch's layouts: ``(out, in, kh, kw)`` for :class:`Conv2d` and
+``(in, out, kh, kw)`` for :class:`TransposeConv2d`, with PyTorch's default initialisation
+(consuming the global random generator in the same order, so that seeding torch gives
+the same weights as the ``torch.nn`` layer). ``groups`` other than 1 and padding modes
+other than zeros are not supported.
+
+Outputs are ``(N, C, H, W)`` tensors with channels-last strides (see
+:mod:`denoise.scratch.functional`); call ``.contiguous()`` if a plain layout is needed.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import functional as F
+from ._checks import check_grad, check_input
+from .errors import ScratchError
+from .module import Module, Parameter, Sequential
+
+Tensor = torch.Tensor
+
+
+def _positive_int(value, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ScratchError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _init_conv(weight: Parameter, bias: Parameter | None) -> None:
+    """PyTorch's default initialisation of a convolution (kaiming-uniform with a = sqrt(5)).
+
+    The fan-in is ``weight.shape[1] * kh * kw``, as in ``torch.nn.init``, also for the
+    transposed convolution whose dimension 1 is its output channels.
+    """
+    fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    gain = math.sqrt(2.0 / (1 + math.sqrt(5) ** 2))
+    bound = math.sqrt(3.0) * (gain / math.sqrt(fan_in))
+    weight.data.uniform_(-bound, bound)
+    if bias is not None:
+        bias_bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        bias.data.uniform_(-bias_bound, bias_bound)
+
+
+class _ConvBase(Module):
+    """Shared arguments, parameters and printing of the two convolutions."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride, padding,
+                 dilation, groups: int, bias: bool, weight_shape: tuple[int, int],
+                 dtype: torch.dtype | None, device) -> None:
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        if groups != 1:
+            raise ScratchError(f"only groups=1 is supported, got groups={groups!r}")
+        self.window = F.Window(F.pair(kernel_size, "kernel_size"), F.pair(stride, "stride"),
+                               F.pair(padding, "padding", minimum=0),
+                               F.pair(dilation, "dilation"))
+        factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
+        self.weight = Parameter(torch.empty(*weight_shape, *self.window.kernel, **factory))
+        self.bias = Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.reset_parameters()
+
+    kernel_size = property(lambda self: self.window.kernel)
+    stride = property(lambda self: self.window.stride)
+    padding = property(lambda self: self.window.padding)
+    dilation = property(lambda self: self.window.dilation)
+
+    def reset_parameters(self) -> None:
+        """Draw the weights and bias as ``torch.nn`` does."""
+        _init_conv(self.weight, self.bias)
+
+    def _bias_data(self) -> Tensor | None:
+        return None if self.bias is None else self.bias.data
+
+    def _accumulate_bias(self, grad_nhwc: Tensor) -> None:
+        if self.bias is not None:
+            self.bias.grad.add_(grad_nhwc.sum((0, 1, 2)))
+
+    def extra_repr(self) -> str:
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.bias is None:
+            text += ", bias=False"
+        return text
+
+
+class Conv2d(_ConvBase):
+    """2-D convolution (cross-correlation), ``torch.nn.Conv2d``'s arguments and weight layout.
+
+    ``weight``: ``(out_channels, in_channels, kh, kw)``; ``bias``: ``(out_channels,)``.
+    ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are ints or (h, w) pairs.
+    Set ``input_grad = False`` on a first layer to skip the input gradient
+    (``backward`` then returns None), as autograd does for inputs without gradients.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, *,
+                 dtype: torch.dtype | None = None, device=None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, (out_channels, in_channels), dtype, device)
+        self.input_grad = True
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size of the output for an input of ``height`` x ``width``."""
+        return self.window.output_size(height, width)
+
+    def _weight_matrix(self) -> Tensor:
+        """The weight as the ``(kh * kw * in, out)`` matrix of the channels-last kernels."""
+        return self.weight.data.permute(2, 3, 1, 0).reshape(-1, self.out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self, channels=self.in_channels, like=self.weight.data)
+        x_nhwc = F.to_nhwc(x)
+        wmat = self._weight_matrix()
+        y = F.from_nhwc(F.conv2d(x_nhwc, wmat, self._bias_data(), self.window))
+        self._save(x_nhwc, wmat, y.shape)
+        return y
+
+    def backward(self, grad: Tensor) -> Tensor | None:
+        x_nhwc, wmat, shape = self._pop_saved()
+        grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
+        grad_x, grad_w = F.conv2d_backward(x_nhwc, grad_nhwc, wmat, self.window, self.input_grad)
+        kh, kw = self.kernel_size
+        self.weight.grad.add_(grad_w.view(kh, kw, self.in_channels, self.out_channels)
+                              .permute(3, 2, 0, 1))
+        self._accumulate_bias(grad_nhwc)
+        return None if grad_x is None else F.from_nhwc(grad_x)
+
+
+class TransposeConv2d(_ConvBase):
+    """Transposed 2-D convolution, ``torch.nn.ConvTranspose2d``'s arguments and layout.
+
+    ``weight``: ``(in_channels, out_channels, kh, kw)``. The output size is
+    ``(H - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``;
+    ``output_padding`` must be smaller than the stride or the dilation.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1, *,
+                 dtype: torch.dtype | None = None, device=None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, (in_channels, out_channels), dtype, device)
+        self.output_padding = F.pair(output_padding, "output_padding", minimum=0)
+        for axis in (0, 1):
+            if self.output_padding[axis] >= max(self.stride[axis], self.dilation[axis]):
+                raise ScratchError(f"output_padding {self.output_padding} must be smaller than the "
+                                   f"stride {self.stride} or the dilation {self.dilation}")
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size of the output for an input of ``height`` x ``width``."""
+        win, sizes = self.window, []
+        for axis, size in enumerate((height, width)):
+            sizes.append((size - 1) * win.stride[axis] - 2 * win.padding[axis] + win.span(axis)
+                         + self.output_padding[axis])
+        if min(sizes) < 1:
+            raise ScratchError(f"{type(self).__name__}: an input of {height}x{width} gives an empty "
+                               f"output {sizes}; reduce the padding or pass a larger input")
+        return sizes[0], sizes[1]
+
+    def _weight_matrix(self) -> Tensor:
+        """The weight as the ``(in, kh * kw * out)`` matrix of the channels-last kernels."""
+        return self.weight.data.permute(0, 2, 3, 1).reshape(self.in_channels, -1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self, channels=self.in_channels, like=self.weight.data)
+        size = self.output_size(x.shape[2], x.shape[3])
+        x_nhwc = F.to_nhwc(x)
+        wmat = self._weight_matrix()
+        y = F.from_nhwc(F.conv_transpose2d(x_nhwc, wmat, self._bias_data(), self.window, size))
+        self._save(x_nhwc, wmat, y.shape)
+        return y
+
+    def backward(self, grad: Tensor) -> Tensor:
+        x_nhwc, wmat, shape = self._pop_saved()
+        grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
+        grad_x, grad_w = F.conv_transpose2d_backward(x_nhwc, grad_nhwc, wmat, self.window)
+        kh, kw = self.kernel_size
+        self.weight.grad.add_(grad_w.view(self.in_channels, kh, kw, self.out_channels)
+                              .permute(0, 3, 1, 2))
+        self._accumulate_bias(grad_nhwc)
+        return F.from_nhwc(grad_x)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self.output_padding != (0, 0):
+            text += f", output_padding={self.output_padding}"
+        return text
+
+
+#: PyTorch's name for :class:`TransposeConv2d`.
+ConvTranspose2d = TransposeConv2d
+
+
+def _scale_pair(scale_factor) -> tuple[int, int]:
+    """An integer scale factor (or (h, w) pair) >= 1; integral floats such as 2.0 are accepted."""
+    items = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor, scale_factor)
+    result = []
+    for value in items:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
+                or value < 1:
+            raise ScratchError(f"scale_factor must be a positive integer (or a pair of them), "
+                               f"got {scale_factor!r}; non-integer factors are not supported")
+        result.append(int(value))
+    if len(result) != 2:
+        raise ScratchError(f"scale_factor must be an int or a pair of ints, got {scale_factor!r}")
+    return result[0], result[1]
+
+
+class NearestUpsampling(Module):
+    """Nearest-neighbour upsampling by an integer factor (``torch.nn.Upsample(mode="nearest")``).
+
+    Each pixel becomes an ``sh x sw`` block; the backward pass sums the gradient over each
+    block. Both are the products with the 0/1 upsampling matrix ``U`` and its transpose,
+    computed as a broadcast copy and a block sum instead of multiplications.
+    """
+
+    def __init__(self, scale_factor=2) -> None:
+        super().__init__()
+        self.scale_factor = _scale_pair(scale_factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self)
+        n, c, h, w = x.shape
+        sh, sw = self.scale_factor
+        x_nhwc = F.to_nhwc(x)
+        y = x_nhwc[:, :, None, :, None, :].expand(n, h, sh, w, sw, c).reshape(n, h * sh, w * sw, c)
+        self._save(x.shape, x.dtype, x.device)
+        return F.from_nhwc(y)
+
+    def backward(self, grad: Tensor) -> Tensor:
+        (n, c, h, w), dtype, device = self._pop_saved()
+        sh, sw = self.scale_factor
+        check_grad(grad, self, torch.Size((n, c, h * sh, w * sw)), dtype, device)
+        grad_nhwc = F.to_nhwc(grad).view(n, h, sh, w, sw, c)
+        return F.from_nhwc(grad_nhwc.sum((2, 4)))
+
+    def extra_repr(self) -> str:
+        return f"scale_factor={self.scale_factor}"
+
+
+class Upsampling(Sequential):
+    """Nearest upsampling by ``scale_factor`` followed by a :class:`Conv2d`.
+
+    ``Upsampling(in_channels, out_channels, kernel_size, scale_factor=2, stride=1,
+    padding=0, dilation=1, groups=1, bias=True)``: the convolution's arguments in
+    ``torch.nn.Conv2d``'s order, with the scale factor after the kernel size. It is the
+    sequence ``(NearestUpsampling, Conv2d)``, so its state-dict keys are ``"1.weight"`` and
+    ``"1.bias"``: those of the twin ``torch.nn.Sequential(torch.nn.Upsample(
+    scale_factor=s, mode="nearest"), torch.nn.Conv2d(...))``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, scale_factor=2,
+                 stride=1, padding=0, dilation=1, groups: int = 1, bias: bool = True, *,
+                 dtype: torch.dtype | None = None, device=None) -> None:
+        super().__init__(NearestUpsampling(scale_factor),
+                         Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                                dilation, groups, bias, dtype=dtype, device=device))
+
+    @property
+    def upsample(self) -> NearestUpsampling:
+        return self[0]
+
+    @property
+    def conv(self) -> Conv2d:
+        return self[1]
+
+    @property
+    def weight(self) -> Parameter:
+        return self.conv.weight
+
+    @property
+    def bias(self) -> Parameter | None:
+        return self.conv.bias
+
+
+class MaxPool2d(Module):
+    """Max pooling, ``torch.nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1)``.
+
+    Ties go to the first maximum in window order and NaN propagates, as in PyTorch; the
+    gradient flows to that element only. ``ceil_mode`` is not supported.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1) -> None:
+        super().__init__()
+        self.window = F.Window(F.pair(kernel_size, "kernel_size"),
+                               F.pair(kernel_size if stride is None else stride, "stride"),
+                               F.pair(padding, "padding", minimum=0), F.pair(dilation, "dilation"))
+        if any(2 * p > k for p, k in zip(self.window.padding, self.window.kernel)):
+            raise ScratchError(f"padding {self.window.padding} must be at most half the kernel "
+                               f"size {self.window.kernel}")
+
+    def _padded(self, x_nhwc: Tensor, fill: float) -> Tensor:
+        """``x_nhwc`` surrounded by ``padding`` pixels of value ``fill``."""
+        (ph, pw), (n, h, w, c) = self.window.padding, x_nhwc.shape
+        if ph == 0 and pw == 0:
+            return x_nhwc
+        padded = x_nhwc.new_full((n, h + 2 * ph, w + 2 * pw, c), fill)
+        padded[:, ph:ph + h, pw:pw + w] = x_nhwc
+        return padded
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(x, self)
+        x_nhwc = F.to_nhwc(x)
+        small = self.window.output_size(x.shape[2], x.shape[3])
+        padded = self._padded(x_nhwc, -math.inf)
+        kh, kw = self.window.kernel
+        best = F.tap_view(padded, self.window, 0, 0, small).clone()
+        index = torch.zeros(best.shape, dtype=torch.uint8 if kh * kw < 256 else torch.int32,
+                            device=x.device)
+        for tap in range(1, kh * kw):
+            values = F.tap_view(padded, self.window, tap // kw, tap % kw, small)
+            better = (values > best) | values.isnan()
+            best = values.where(better, best)
+            index.masked_fill_(better, tap)
+        self._save(index, x.shape, x.dtype, x.device)
+        return F.from_nhwc(best)
+
+    def backward(self, grad: Tensor) -> Tensor:
+        index, shape, dtype, device = self._pop_saved()
+        n, c, _, _ = shape
+        check_grad(grad, self, torch.Size((n, c, index.shape[1], index.shape[2])), dtype, device)
+        grad_nhwc = F.to_nhwc(grad)
+        padded = self._padded(grad_nhwc.new_zeros(n, shape[2], shape[3], c), 0.0)
+        kh, kw = self.window.kernel
+        for tap in range(kh * kw):
+            F.tap_view(padded, self.window, tap // kw, tap % kw, index.shape[1:3]).add_(
+                grad_nhwc.where(index == tap, 0.0))
+        (ph, pw) = self.window.padding
+        return F.from_nhwc(padded[:, ph:ph + shape[2], pw:pw + shape[3]])
+
+    def extra_repr(self) -> str:
+        win = self.window
+        return (f"kernel_size={win.kernel}, stride={win.stride}, padding={win.padding}, "
+                f"dilation={win.dilation}")

@@ -1,0 +1,166 @@
+"""Overlap-tiled inference: denoise images of any size in bounded memory.
+
+The image is cut into a grid of overlapping tiles, the model runs on one tile at a time,
+and each result is added into the output tensor in place, so at most one tile and its
+result exist besides the input and the output.
+
+Along each axis, a tile's output is first cropped by ``overlap`` pixels on every side that
+is not an image edge: when ``overlap`` is at least the model's receptive field, what is
+left equals the untiled output exactly, since the model saw everything that affects it.
+Neighbouring cropped outputs still overlap by ``blend`` pixels, where linear ramps cross-
+fade them, hiding seams for models whose influence reaches further than their stated
+receptive field. The weights are separable and normalised per axis, so they sum to one
+at every pixel and no weight map of the image is kept.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import InputError, ModelError
+
+#: Width of the cross-fade between neighbouring tiles, when the overlap allows it.
+DEFAULT_BLEND = 16
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tile along one axis: the input [start, stop), the kept output [keep_start,
+    keep_stop) and the blending weight of each kept pixel."""
+
+    start: int
+    stop: int
+    keep_start: int
+    keep_stop: int
+    weight: torch.Tensor
+
+
+def _starts(length: int, tile: int, step: int) -> list[int]:
+    """Tile starts from 0 to ``length - tile``, evenly spread, no gap larger than ``step``."""
+    if length <= tile:
+        return [0]
+    count = math.ceil((length - tile) / step) + 1
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def axis_spans(length: int, tile: int, overlap: int, blend: int) -> list[Span]:
+    """Plan the tiles along one axis of ``length`` pixels.
+
+    Raises InputError when ``tile`` leaves no room between two crops of ``overlap``
+    pixels and the ``blend`` ramp.
+    """
+    step = tile - 2 * overlap - blend
+    if length > tile and step < 1:
+        raise InputError(f"tile={tile} is too small for overlap={overlap} and blend={blend}; "
+                         f"use tile > {2 * overlap + blend}")
+    spans = []
+    for start in _starts(length, tile, step):
+        stop = min(start + tile, length)
+        keep_start = start + overlap if start > 0 else 0
+        keep_stop = stop - overlap if stop < length else length
+        spans.append(Span(start, stop, keep_start, keep_stop,
+                          _ramp(keep_stop - keep_start, blend, start > 0, stop < length)))
+    total = torch.zeros(length, dtype=torch.float64)
+    for s in spans:
+        total[s.keep_start:s.keep_stop] += s.weight
+    return [Span(s.start, s.stop, s.keep_start, s.keep_stop, s.weight / total[s.keep_start:s.keep_stop])
+            for s in spans]
+
+
+def _ramp(size: int, blend: int, rise: bool, fall: bool) -> torch.Tensor:
+    """Weights of ``size`` kept pixels: linear ramps of ``blend`` pixels on the inner sides.
+
+    The values (k + 1/2) / blend never reach zero, and a rising and a falling ramp over
+    the same pixels sum to one.
+    """
+    w = torch.ones(size, dtype=torch.float64)
+    if blend > 0:
+        ramp = ((torch.arange(size, dtype=torch.float64) + 0.5) / blend).clamp(max=1.0)
+        if rise:
+            w = torch.minimum(w, ramp)
+        if fall:
+            w = torch.minimum(w, ramp.flip(0))
+    return w
+
+
+def model_receptive_field(model: nn.Module) -> int:
+    """The model's ``receptive_field`` attribute, checked."""
+    rf = getattr(model, "receptive_field", None)
+    if not isinstance(rf, int) or rf < 0:
+        raise ModelError(f"{type(model).__name__} has no integer receptive_field; pass overlap=PIXELS")
+    return rf
+
+
+def tiled(model: nn.Module, x: torch.Tensor, sigma: float | torch.Tensor | None = None, *,
+          tile: int = 512, overlap: int | None = None, blend: int | None = None,
+          progress: bool = False) -> torch.Tensor:
+    """Run ``model(x, sigma)`` tile by tile and blend the results.
+
+    Args:
+        model: a denoiser ``forward(x, sigma=None)`` returning a tensor shaped like x.
+        x: images (N, C, H, W).
+        sigma: noise level, passed to every tile. When None and the model uses it
+            (``model.uses_sigma``), it is estimated once per image, as the median of the
+            estimates on its tiles, so that all tiles are denoised with the same level
+            and memory stays bounded.
+        tile: side of the square input tiles in pixels (clipped to the image size).
+        overlap: pixels cropped from each tile output on the sides inside the image;
+            defaults to the model's ``receptive_field``, which makes the result equal to
+            the untiled one for models whose receptive field is exact.
+        blend: width of the linear cross-fade between neighbours; defaults to
+            ``min(overlap, DEFAULT_BLEND)``.
+        progress: show a progress bar over the tiles.
+
+    Returns:
+        The denoised images, a new tensor shaped like ``x``. Runs without autograd.
+    """
+    overlap = model_receptive_field(model) if overlap is None else overlap
+    blend = min(overlap, DEFAULT_BLEND) if blend is None else blend
+    if not isinstance(tile, int) or tile < 1 or overlap < 0 or blend < 0:
+        raise InputError(f"tile must be a positive integer and overlap, blend >= 0; "
+                         f"got tile={tile!r}, overlap={overlap!r}, blend={blend!r}")
+    h, w = x.shape[-2:]
+    rows = axis_spans(h, tile, overlap, blend)
+    cols = axis_spans(w, tile, overlap, blend)
+    with torch.inference_mode():
+        if sigma is None and getattr(model, "uses_sigma", False):
+            sigma = estimate_sigma_tiled(x, rows, cols)
+        out = torch.zeros_like(x)
+        with _progress(len(rows) * len(cols), progress) as bar:
+            for r in rows:
+                for c in cols:
+                    _add_tile(out, model, x, sigma, r, c)
+                    bar.update(1)
+    return out
+
+
+def estimate_sigma_tiled(x: torch.Tensor, rows: list[Span], cols: list[Span]) -> torch.Tensor:
+    """The noise level of each image (N,): the median of its tiles' estimates."""
+    from .estimate import estimate_sigma
+
+    if len(rows) * len(cols) == 1:
+        return estimate_sigma(x)
+    estimates = [estimate_sigma(x[:, :, r.start:r.stop, c.start:c.stop]) for r in rows for c in cols]
+    return torch.stack(estimates).median(dim=0).values
+
+
+def _add_tile(out: torch.Tensor, model: nn.Module, x: torch.Tensor, sigma, r: Span, c: Span) -> None:
+    """Denoise one tile and add its kept part, weighted, into ``out``."""
+    result = model(x[:, :, r.start:r.stop, c.start:c.stop].contiguous(), sigma)
+    expected = (x.shape[0], x.shape[1], r.stop - r.start, c.stop - c.start)
+    if tuple(result.shape) != expected:
+        raise ModelError(f"{type(model).__name__} returned shape {tuple(result.shape)} for a tile "
+                         f"of shape {expected}; tiling needs outputs shaped like inputs")
+    kept = result[:, :, r.keep_start - r.start:r.keep_stop - r.start,
+                  c.keep_start - c.start:c.keep_stop - c.start]
+    weight = torch.outer(r.weight, c.weight).to(out)
+    out[:, :, r.keep_start:r.keep_stop, c.keep_start:c.keep_stop] += kept * weight
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc="tiles", unit="tile", leave=False)

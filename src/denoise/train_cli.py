@@ -1,0 +1,140 @@
+"""Command line for training: ``denoise train`` and ``denoise export-weights``.
+
+``denoise train --config FILE [--option VALUE ...]`` trains with the options of a JSON
+config file, overridden by flags (one flag per :class:`denoise.train.TrainConfig` field,
+``--batch-size 32``, ``--no-progress``, ...). ``--resume`` continues the run in ``--out``.
+``denoise export-weights RUN_DIR NAME`` turns a run's checkpoint into shipped weights.
+
+Also runnable on its own (``python -m denoise.train_cli train ...``), and under
+``torchrun --nproc_per_node=N -m denoise.train_cli train ...`` for DistributedDataParallel.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+import typing
+from pathlib import Path
+
+from .errors import DenoiseError
+
+_SKIP = {"model_kwargs"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _value_type(tp):
+    """The argparse ``type`` for a dataclass field annotation ('int | None' -> int)."""
+    tp = str(tp)
+    for name, fn in (("bool", None), ("int", int), ("float", float), ("str", str)):
+        if tp.startswith(name):
+            return name, fn
+    return "str", str
+
+
+def _none_or(fn):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else fn(text)
+
+    parse.__name__ = fn.__name__
+    return parse
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; unset flags stay None (the config file decides)."""
+    from .train import TrainConfig
+
+    p.add_argument("--config", metavar="FILE", help="JSON file of training options (flags override it)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--model-kwargs", metavar="JSON", type=json.loads, default=None,
+                   help='extra model arguments as JSON, e.g. \'{"features": 32}\'')
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _SKIP:
+            continue
+        kind, fn = _value_type(f.type)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f"(default: {default})"
+        if kind == "bool":
+            p.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
+        else:
+            optional = "None" in str(f.type)
+            p.add_argument(_flag(f.name), dest=f.name, default=None, metavar=f.name.upper(),
+                           type=_none_or(fn) if optional else fn, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig of a config file (if any) overridden by the flags given."""
+    from .train import TrainConfig
+
+    base = TrainConfig.from_file(args.config).to_dict() if args.config else {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            base[f.name] = value
+    return TrainConfig.from_dict(base)
+
+
+def _train_argv(argv: list[str]) -> list[str]:
+    """The arguments after the ``train`` subcommand (the whole list when it is absent)."""
+    return argv[argv.index("train") + 1:] if "train" in argv else argv
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .train import Trainer
+
+    config = config_from_args(args)
+    trainer = Trainer(config)
+    if trainer.dist.main:
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = "denoise train " + shlex.join(_train_argv(sys.argv[1:]))
+        if not args.resume:
+            (trainer.run_dir / "command.txt").write_text(cmd + "\n")
+    result = trainer.fit(resume=args.resume)
+    if trainer.dist.main:
+        val = f", validation PSNR {result.val_psnr:.2f} dB" if result.val_psnr is not None else ""
+        print(f"step {result.step}: loss {result.loss:.6f}{val}; run saved in {result.run_dir}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .train import export_weights
+
+    path = export_weights(args.run_dir, args.name, weights_dir=args.weights_dir, command=args.command)
+    print(f"wrote {path} and {path.with_suffix('.json').name}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` and ``export-weights`` subcommands to a CLI's subparsers."""
+    p = subparsers.add_parser("train", help="train a denoiser (noisy or clean targets)",
+                              description=__doc__.split("\n")[0])
+    add_train_arguments(p)
+    p.set_defaults(func=run_train)
+    e = subparsers.add_parser("export-weights", help="turn a training run into shipped weights + model card")
+    e.add_argument("run_dir", type=Path, help="training run folder (holds checkpoint.pt)")
+    e.add_argument("name", help="model name, e.g. n2n-unet-gray")
+    e.add_argument("--weights-dir", type=Path, default=None,
+                   help="output folder (default: the package's weights/)")
+    e.add_argument("--command", default=None, help="the reproduce command for the model card "
+                   "(default: the run's command.txt)")
+    e.set_defaults(func=run_export)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m denoise.train_cli")
+    register(parser.add_subparsers(dest="command_name", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DenoiseError as exc:
+        print(f"denoise: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

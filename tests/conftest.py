@@ -1,0 +1,22 @@
+"""Shared fixtures: the real-image data folder and a seeded random generator."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from denoise import datasets
+
+
+@pytest.fixture(scope="session")
+def data_root():
+    """The folder of real images (Set12, BSD68, ...); skips the test when there is none."""
+    root = datasets.data_root()
+    if root is None:
+        pytest.skip(f"real images not found: set {datasets.ENV_VAR} or place them in ../shared/data")
+    return root
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    """A CPU torch.Generator seeded with 0, fresh for each test."""
+    return torch.Generator().manual_seed(0)

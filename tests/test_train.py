@@ -1,0 +1,227 @@
+"""The Trainer: run files, exact resume, schedule, bad input, export, CLI."""
+import errno
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from denoise import train as T
+from denoise.errors import InputError
+from denoise.io import write_image
+from denoise.models import create_model
+from denoise.train import TrainConfig, Trainer, TrainingError, export_weights, learning_rate, read_log
+from denoise.train_cli import main
+
+
+def _smooth(seed: int, c: int = 1, size: int = 24) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, c, size // 4, size // 4, generator=g)
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(6):
+        write_image(d / f"im{i}.png", _smooth(i))
+    return d
+
+
+def _config(folder, out, **kw) -> TrainConfig:
+    base = dict(model="unet-small", model_kwargs={"features": 4}, train_dir=str(folder), noise="gaussian:0-50",
+                val_count=2, crop=16, batch_size=4, steps=6, checkpoint_every=3, log_every=1, lr=1e-3,
+                schedule="rampdown", rampdown=0.5, out=str(out), progress=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(run_dir):
+    return [r["loss"] for r in read_log(run_dir / T.LOG)]
+
+
+def _ckpt(run_dir):
+    return torch.load(run_dir / T.CHECKPOINT, map_location="cpu", weights_only=True)
+
+
+def test_run_writes_checkpoint_config_log_and_curves(folder, tmp_path):
+    cfg = _config(folder, tmp_path / "run")
+    result = Trainer(cfg).fit()
+    run = tmp_path / "run"
+    assert result.step == 6 and result.val_psnr is not None
+    ckpt = _ckpt(run)  # weights_only=True works
+    assert ckpt["step"] == 6 and set(ckpt["rng"]) == {"data", "torch"}
+    assert json.loads((run / T.CONFIG).read_text()) == cfg.to_dict()
+    rows = read_log(run / T.LOG)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in rows if r["val_psnr"] is not None] == [3, 6]
+    assert all(r["images_per_s"] > 0 for r in rows)
+    assert (run / T.CURVES).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_gives_the_same_loss_curve_as_an_uninterrupted_run(folder, tmp_path):
+    Trainer(_config(folder, tmp_path / "a")).fit()
+    Trainer(_config(folder, tmp_path / "b", stop_at=3)).fit()
+    T.append_log(tmp_path / "b" / T.LOG, {"step": 4, "loss": 9.0, "lr": 0, "images_per_s": 1, "wall_s": 1,
+                                          "val_psnr": None})  # logged after the checkpoint, then killed
+    Trainer(_config(folder, tmp_path / "b")).fit(resume=True)
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+    a, b = _ckpt(tmp_path / "a")["model"], _ckpt(tmp_path / "b")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_more_steps_extends_the_run(folder, tmp_path):
+    Trainer(_config(folder, tmp_path / "r", steps=4)).fit()
+    result = Trainer(_config(folder, tmp_path / "r", steps=6)).fit(resume=True)
+    assert result.step == 6 and [r["step"] for r in read_log(tmp_path / "r" / T.LOG)][-1] == 6
+
+
+def test_rampdown_extension_is_exact_before_the_rampdown():
+    short, long = TrainConfig(steps=1000, rampdown=0.3, warmup=10), TrainConfig(steps=3000, rampdown=0.3, warmup=10)
+    assert all(learning_rate(s, short) == learning_rate(s, long) for s in range(700))
+    assert learning_rate(999, short) < 0.01 * short.lr < learning_rate(999, long)
+    assert learning_rate(0, short) == pytest.approx(short.lr / 10)
+    cos = TrainConfig(steps=100, schedule="cosine")
+    assert learning_rate(0, cos) == cos.lr and learning_rate(50, cos) == pytest.approx(cos.lr / 2)
+
+
+@pytest.mark.parametrize("change,named", [({"model": "n2n-unet"}, "model"), ({"lr": 0.5}, "lr"),
+                                          ({"noise": "gaussian:10"}, "noise")])
+def test_resume_of_another_model_or_config_is_refused(folder, tmp_path, change, named):
+    Trainer(_config(folder, tmp_path / "r", steps=2)).fit()
+    before = (tmp_path / "r" / T.CHECKPOINT).read_bytes()
+    cfg = _config(folder, tmp_path / "r", steps=4, **change)
+    with pytest.raises(TrainingError, match=rf"cannot resume.*{named}: .*\(checkpoint\) vs"):
+        Trainer(cfg).fit(resume=True)
+    assert (tmp_path / "r" / T.CHECKPOINT).read_bytes() == before
+
+
+def test_new_run_in_a_used_folder_and_resume_without_checkpoint(folder, tmp_path):
+    Trainer(_config(folder, tmp_path / "r", steps=1)).fit()
+    with pytest.raises(InputError, match="--resume"):
+        Trainer(_config(folder, tmp_path / "r", steps=1)).fit()
+    with pytest.raises(InputError, match="nothing to resume"):
+        Trainer(_config(folder, tmp_path / "new", steps=1)).fit(resume=True)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(folder, tmp_path):
+    cfg = _config(folder, tmp_path / "r", steps=10, checkpoint_every=2)
+    trainer = Trainer(cfg)
+    real = trainer.loss_fn
+
+    def loss(pred, target, **kw):
+        return real(pred, target, **kw) * (float("nan") if trainer.step == 4 else 1.0)
+
+    trainer.loss_fn = loss
+    with pytest.raises(TrainingError, match=r"loss became nan at step 5.*last good checkpoint"):
+        trainer.fit()
+    ckpt = _ckpt(tmp_path / "r")
+    assert ckpt["step"] == 4 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(folder, tmp_path, monkeypatch):
+    Trainer(_config(folder, tmp_path / "r", stop_at=3)).fit()
+    good = (tmp_path / "r" / T.CHECKPOINT).read_bytes()
+
+    def full_disk(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(T.torch, "save", full_disk)
+    with pytest.raises(TrainingError, match=r"No space left on device.*previous checkpoint .* is intact"):
+        Trainer(_config(folder, tmp_path / "r")).fit(resume=True)
+    assert (tmp_path / "r" / T.CHECKPOINT).read_bytes() == good
+    assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.name.startswith("."))  == []
+
+
+def test_sigterm_stops_cleanly_with_a_checkpoint(folder, tmp_path):
+    trainer = Trainer(_config(folder, tmp_path / "r", steps=50, checkpoint_every=100))
+    step = trainer.train_step
+
+    def step_then_signal():
+        loss = step()
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    trainer.train_step = step_then_signal
+    result = trainer.fit()
+    assert result.step == 2 and _ckpt(tmp_path / "r")["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_clean_targets_and_pair_sources_train(folder, tmp_path):
+    Trainer(_config(folder, tmp_path / "c", target="clean", steps=2)).fit()
+    a = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    torch.save((a, a.flip(-1)), tmp_path / "p.pkl")
+    res = Trainer(_config(folder, tmp_path / "p", data="pkl", pkl=str(tmp_path / "p.pkl"), crop=None,
+                          steps=2, train_dir=None)).fit()
+    assert res.step == 2 and res.val_psnr is not None
+    assert _ckpt(tmp_path / "p")["model"]["head.weight"].shape[0] == 3
+
+
+def test_pair_folders_train(tmp_path):
+    for side, off in (("a", 0), ("b", 100)):
+        (tmp_path / side).mkdir()
+        for i in range(4):
+            write_image(tmp_path / side / f"s{i}.png", _smooth(i + off))
+    cfg = _config(tmp_path / "a", tmp_path / "r", data="pairs", target_dir=str(tmp_path / "b"), steps=2, val_count=1)
+    assert Trainer(cfg).fit().step == 2
+
+
+def test_bad_options_and_channel_mismatch(folder, tmp_path):
+    with pytest.raises(InputError, match="schedule"):
+        Trainer(_config(folder, tmp_path / "r", schedule="linear"))
+    with pytest.raises(InputError, match="needs pkl"):
+        Trainer(_config(folder, tmp_path / "r", data="pkl"))
+    with pytest.raises(InputError, match="for 3-channel images but the data has 1"):
+        Trainer(_config(folder, tmp_path / "r", model="n2n-unet-color", model_kwargs={}))
+    with pytest.raises(InputError, match="unknown training option"):
+        TrainConfig.from_dict({"stepz": 3})
+
+
+def test_export_weights_and_model_card(folder, tmp_path):
+    Trainer(_config(folder, tmp_path / "r", steps=6, stop_at=3)).fit()
+    path = export_weights(tmp_path / "r", "tiny", weights_dir=tmp_path / "w", command="denoise train --config c.json")
+    card = json.loads((tmp_path / "w" / "tiny.json").read_text())
+    assert card["training"]["steps"] == 3 and card["status"] == "interim: step 3 of 6"
+    assert card["reproduce"] == "denoise train --config c.json --stop-at 3"
+    assert card["validation"]["psnr_db"] == pytest.approx(_ckpt(tmp_path / "r")["last_val_psnr"])
+    for key in ("data", "noise", "wall_time_s", "hardware"):
+        assert card[key]
+    model = create_model("unet-small", weights=path, channels=1, features=4)
+    state = _ckpt(tmp_path / "r")["model"]
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in state)
+
+
+def test_cli_config_file_flags_and_errors(folder, tmp_path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"model": "unet-small", "model_kwargs": {"features": 4}, "train_dir": str(folder),
+                               "val_count": 2, "crop": 16, "batch_size": 2, "steps": 50}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--steps", "2", "--out", str(out), "--no-progress"]) == 0
+    saved = json.loads((out / T.CONFIG).read_text())
+    assert saved["steps"] == 2 and saved["batch_size"] == 2 and saved["progress"] is False
+    assert (out / "command.txt").read_text().startswith("denoise train ")
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--config", str(cfg), "--train-dir", str(tmp_path / "empty"),
+                 "--out", str(tmp_path / "r2")]) == 2
+    assert "denoise: error: training folder" in capsys.readouterr().err
+    cfg.write_text('{"stepz": 1}')
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert main(["train", "--config", str(tmp_path / "missing.json")]) == 2
+
+
+@pytest.mark.slow
+def test_training_improves_psnr_on_real_images(data_root, tmp_path):
+    """A short noisy-target run on Train400 beats the noisy input on held-out images."""
+    cfg = TrainConfig(model="unet-small", model_kwargs={"features": 16}, train_dir=str(data_root / "Train400"),
+                      noise="gaussian:25", val_count=4, val_crop=64, crop=32, batch_size=8, steps=60,
+                      checkpoint_every=30, lr=1e-3, out=str(tmp_path / "r"), progress=False)
+    trainer = Trainer(cfg)
+    noisy = torch.cat([T.psnr(n.clamp(0, 1), c) for n, c in trainer.data.validation()]).mean()
+    result = trainer.fit()
+    assert result.val_psnr > float(noisy) + 3
