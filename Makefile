@@ -12,7 +12,7 @@ install-test:
 	$(INSTALL) ".[test]"
 
 demo: install
-	denoise demo --out demo_out
+	$(PY) -m denoise demo --out demo_out
 
 test: install-test
 	$(PY) -m pytest -q

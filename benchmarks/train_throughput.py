@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import tempfile
 import time
 
 import torch
@@ -62,6 +63,25 @@ def images_per_second(variant: str, *, channels: int, crop: int, batch: int, sec
     return n * batch / (time.perf_counter() - t0)
 
 
+def psnr_after_steps(variant: str, steps: int, *, channels: int, crop: int, batch: int) -> float:
+    """Validation PSNR (held-out Train400/CBSD432 images, sigma 25) after ``steps`` equal
+    training steps of one variant (same seed, same batches)."""
+    from denoise.datasets import data_root
+    from denoise.train import TrainConfig, Trainer
+
+    root = data_root()
+    if root is None:
+        raise SystemExit("the PSNR check needs the training images: set DENOISE_DATA or place them in ../shared/data")
+    with tempfile.TemporaryDirectory() as out:
+        cfg = TrainConfig(model="n2n-unet", train_dir=str(root / ("Train400" if channels == 1 else "CBSD432")),
+                          gray=channels == 1, noise="gaussian:0-50", val_noise="gaussian:25", val_count=8,
+                          val_crop=96, crop=crop, batch_size=batch, steps=steps, lr=6e-4, schedule="constant",
+                          checkpoint_every=steps, log_every=steps, out=out, progress=False, plot=False,
+                          channels_last=variant == "channels_last", amp="bf16" if variant == "bfloat16" else "none",
+                          compile=variant == "compile", threads=torch.get_num_threads())
+        return Trainer(cfg).fit().val_psnr
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1)
@@ -71,6 +91,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="timed seconds per variant")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--psnr-steps", type=int, default=0,
+                   help="also train each variant this many equal steps on real images and compare PSNR")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"N2N U-Net training, {args.channels} ch, {args.batch}x{args.crop}x{args.crop}, "
@@ -86,6 +108,15 @@ def main(argv=None) -> int:
         ref = ips if variant == "float32" else ref
         ratio = f"{ips / ref:5.2f}x float32" if ref else ""
         print(f"{variant:14s} {ips:8.2f} images/s  {ratio}", flush=True)
+    if args.psnr_steps:
+        print(f"validation PSNR after {args.psnr_steps} equal steps (sigma 25, held-out training images):")
+        ref_psnr = None
+        for variant in args.variants.split(","):
+            value = psnr_after_steps(variant, args.psnr_steps, channels=args.channels, crop=args.crop,
+                                     batch=args.batch)
+            ref_psnr = value if variant == "float32" else ref_psnr
+            delta = f"{value - ref_psnr:+.3f} dB vs float32" if ref_psnr is not None else ""
+            print(f"{variant:14s} {value:7.3f} dB  {delta}", flush=True)
     return 0
 
 

@@ -47,13 +47,13 @@ def test_add_noise_is_seeded_unclipped_and_shared_across_sigmas():
 
 def test_bench_scores_every_model_with_the_same_noise(tmp_path):
     folder = make_set(tmp_path / "mine")
-    report = bench([str(folder)], [15, 50], ["dct", "wavelet"], progress=False)
+    report = bench([str(folder)], [15, 50], ["dct", "tv"], progress=False)
     found = by_key(report)
-    assert set(found) == {("mine", s, m) for s in (15, 50) for m in (NOISY, "dct", "wavelet")}
+    assert set(found) == {("mine", s, m) for s in (15, 50) for m in (NOISY, "dct", "tv")}
     for sigma in (15, 50):
         noisy = found[("mine", sigma, NOISY)]
         assert abs(noisy.psnr - 20 * math.log10(255 / sigma)) < 0.5  # unclipped noise
-        for model in ("dct", "wavelet"):
+        for model in ("dct", "tv"):
             result = found[("mine", sigma, model)]
             assert len(result.images) == 3 and result.psnr > noisy.psnr + 2
             assert 0 < result.ssim <= 1 and result.sec_per_mp > 0
@@ -99,10 +99,10 @@ def test_gray_conversion_is_labelled(tmp_path):
 
 def test_models_that_do_not_take_the_channels_are_left_out(tmp_path, monkeypatch):
     folder = make_set(tmp_path / "color", n=1)
-    monkeypatch.setattr(bench_module, "supports_channels", lambda name, channels: name != "wavelet")
-    report = bench([str(folder)], [25], ["dct", "wavelet"], progress=False)
+    monkeypatch.setattr(bench_module, "supports_channels", lambda name, channels: name != "tv")
+    report = bench([str(folder)], [25], ["dct", "tv"], progress=False)
     assert {r.model for r in report.results} == {NOISY, "dct"}
-    assert "wavelet" not in report.to_markdown().split("Speed")[0].splitlines()[2]
+    assert "tv" not in report.to_markdown().split("Speed")[0].splitlines()[2]
 
 
 def test_supports_channels_follows_the_registry():

@@ -106,7 +106,7 @@ def test_tile_too_small_for_the_overlap():
         tiled(DCTDenoiser(), torch.rand(1, 1, 64, 64), 0.1, tile=20)
 
 
-@pytest.mark.parametrize("tile", [0, -5, 2.5, "big"])
+@pytest.mark.parametrize("tile", [0, -5, 2.5, "big", True])
 def test_bad_tile(tile):
     with pytest.raises(InputError):
         tiled(DCTDenoiser(), torch.rand(1, 1, 16, 16), 0.1, tile=tile)

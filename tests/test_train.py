@@ -21,6 +21,15 @@ def _smooth(seed: int, c: int = 1, size: int = 24) -> torch.Tensor:
     return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids oversubscription."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def folder(tmp_path):
     d = tmp_path / "imgs"
@@ -33,7 +42,7 @@ def folder(tmp_path):
 def _config(folder, out, **kw) -> TrainConfig:
     base = dict(model="unet-small", model_kwargs={"features": 4}, train_dir=str(folder), noise="gaussian:0-50",
                 val_count=2, crop=16, batch_size=4, steps=6, checkpoint_every=3, log_every=1, lr=1e-3,
-                schedule="rampdown", rampdown=0.5, out=str(out), progress=False)
+                schedule="rampdown", rampdown=0.5, out=str(out), progress=False, plot=False, threads=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -47,7 +56,7 @@ def _ckpt(run_dir):
 
 
 def test_run_writes_checkpoint_config_log_and_curves(folder, tmp_path):
-    cfg = _config(folder, tmp_path / "run")
+    cfg = _config(folder, tmp_path / "run", plot=True)
     result = Trainer(cfg).fit()
     run = tmp_path / "run"
     assert result.step == 6 and result.val_psnr is not None
@@ -200,7 +209,8 @@ def test_export_weights_and_model_card(folder, tmp_path):
 def test_cli_config_file_flags_and_errors(folder, tmp_path, capsys):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"model": "unet-small", "model_kwargs": {"features": 4}, "train_dir": str(folder),
-                               "val_count": 2, "crop": 16, "batch_size": 2, "steps": 50}))
+                               "val_count": 2, "crop": 16, "batch_size": 2, "steps": 50,
+                               "threads": 1, "plot": False}))
     out = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--steps", "2", "--out", str(out), "--no-progress"]) == 0
     saved = json.loads((out / T.CONFIG).read_text())
@@ -220,8 +230,19 @@ def test_training_improves_psnr_on_real_images(data_root, tmp_path):
     """A short noisy-target run on Train400 beats the noisy input on held-out images."""
     cfg = TrainConfig(model="unet-small", model_kwargs={"features": 16}, train_dir=str(data_root / "Train400"),
                       noise="gaussian:25", val_count=4, val_crop=64, crop=32, batch_size=8, steps=60,
-                      checkpoint_every=30, lr=1e-3, out=str(tmp_path / "r"), progress=False)
+                      checkpoint_every=30, lr=1e-3, out=str(tmp_path / "r"), progress=False, plot=False)
     trainer = Trainer(cfg)
     noisy = torch.cat([T.psnr(n.clamp(0, 1), c) for n, c in trainer.data.validation()]).mean()
     result = trainer.fit()
     assert result.val_psnr > float(noisy) + 3
+
+
+@pytest.mark.parametrize("noise,loss", [("bernoulli:0.5", "masked_l2_loss"), ("impulse:0.3", "AnnealedL0Loss"),
+                                        ("text:0.2", "l1_loss"), ("poisson:30", "l2_loss")])
+def test_loss_is_matched_to_the_noise(folder, tmp_path, noise, loss):
+    trainer = Trainer(_config(folder, tmp_path / "r", noise=noise, steps=1, l0_floor=0.2))
+    name = getattr(trainer.loss_fn, "__name__", type(trainer.loss_fn).__name__)
+    assert name == loss
+    if loss == "AnnealedL0Loss":
+        assert trainer.loss_fn.floor == 0.2
+    assert trainer.fit().step == 1

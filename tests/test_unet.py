@@ -6,6 +6,15 @@ from denoise.models import create_model, get_entry
 from denoise.models.unet import N2NUNet, SmallUNet, conv_receptive_radius, pad_to_multiple
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small convolutions on a shared 2-core machine: one thread avoids oversubscription."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _gradient_reach(model, size: int, pos: int) -> int:
     """Largest distance (pixels) from output pixel (pos, pos) to an input pixel that changes it."""
     x = torch.rand(1, model.channels, size, size, requires_grad=True)
@@ -85,11 +94,25 @@ def test_pad_to_multiple_reflects_and_crops_back():
     assert tiny.shape[-2:] == (32, 32)
 
 
+def test_residual_form_starts_as_the_identity():
+    torch.manual_seed(0)
+    model = N2NUNet(channels=3, features=8, residual=True)
+    x = torch.rand(2, 3, 21, 34)
+    assert torch.equal(model(x), x)
+    assert not torch.equal(N2NUNet(channels=3, features=8)(x), x)
+
+
 @pytest.mark.parametrize("name,channels", [("n2n-unet-gray", 1), ("n2n-unet-color", 3)])
 def test_registered_shipped_names(name, channels):
     model = create_model(name, pretrained=False)
-    assert isinstance(model, N2NUNet) and model.channels == channels
-    assert get_entry(name).kind == "learned"
+    assert isinstance(model, N2NUNet) and model.channels == channels and model.residual
+    entry = get_entry(name)
+    assert entry.kind == "learned"
+    card = entry.card()
+    if card is not None:  # the shipped weights were trained with the registered defaults
+        assert card["architecture"] == name
+        assert all(getattr(model, k) == v for k, v in card["model_kwargs"].items())
+        assert card["channels"] == channels
 
 
 def test_registered_architectures():

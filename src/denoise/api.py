@@ -42,7 +42,6 @@ def resolve_model(model: str | nn.Module, channels: int) -> nn.Module:
     return _load(default_model_name(channels) if model == "default" else model)
 
 
-
 def denoise(x: torch.Tensor, model: str | nn.Module = "default", sigma: float | torch.Tensor | None = None,
             *, tile: int | None = None) -> torch.Tensor:
     """Denoise images.

@@ -15,6 +15,12 @@ import torch
 from .errors import InputError
 from .report import markdown_table
 
+NOISY = "noisy"
+"""The pseudo-model name under which the noisy input itself is scored."""
+
+DEFAULT = "default"
+"""The model name that stands for the package's default denoiser (see :mod:`denoise.api`)."""
+
 PROTOCOL = """\
 - Clean images are read as float32 in [0, 1] from their 8-bit files (--gray converts
   color ones to gray first; such a set is no longer the published one).
@@ -108,10 +114,6 @@ def _mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-NOISY = "noisy"
-"""The pseudo-model name under which the noisy input itself is scored."""
-
-
 def add_noise(clean: torch.Tensor, sigma: float, seed: int, index: int) -> torch.Tensor:
     """The benchmark's noisy version of image number ``index``: unclipped AWGN.
 
@@ -173,17 +175,16 @@ def load_test_set(spec: str, *, gray: bool = False, max_images: int | None = Non
     return label, images
 
 
-DEFAULT = "default"
-"""The model name that stands for the package's default denoiser (see :mod:`denoise.api`)."""
+def missing_extras(entry) -> list[str]:
+    """The optional packages a registry entry needs and this install lacks."""
+    import importlib.util
+
+    return [entry.requires] if entry.requires and importlib.util.find_spec(entry.requires) is None else []
 
 
 def missing_requirements(entry) -> list[str]:
     """Why a registry entry cannot run here (empty when it can): extras, weights."""
-    import importlib.util
-
-    reasons = []
-    if entry.requires and importlib.util.find_spec(entry.requires) is None:
-        reasons.append(f"needs pip install 'denoise[{entry.requires}]'")
+    reasons = [f"needs pip install 'denoise[{extra}]'" for extra in missing_extras(entry)]
     if entry.kind == "learned" and not entry.has_weights():
         reasons.append("no shipped weights")
     return reasons
@@ -243,9 +244,18 @@ class BenchReport:
     def to_markdown(self) -> str:
         return "\n\n".join([
             "PSNR (dB), mean over the set; † = published figure; – = not run (the model does not "
-            "take this set's channel count) or no published figure (protocol: `denoise bench --help`)",
+            "take this set's channel count) or no published figure (protocol: `denoise bench --help`)"
+            + self._default_note(),
             self._psnr_table(), "SSIM, mean over the set", self._metric_table("ssim", "{:.4f}"),
             "Speed, seconds per megapixel (forward pass)", self._speed_table()])
+
+    def _default_note(self) -> str:
+        if DEFAULT not in self._models():
+            return ""
+        from .api import default_model_name
+
+        return (f"; {DEFAULT} = {default_model_name(1)} on gray images, "
+                f"{default_model_name(3)} on color images")
 
     def _rows(self) -> list[tuple[str, float]]:
         seen: dict[tuple[str, float], None] = {}
@@ -323,19 +333,28 @@ def bench(sets: Sequence[str], sigmas: Sequence[float], models: Sequence[str], *
     with tqdm(total=total, desc="bench", unit="img", disable=None if progress else True) as bar:
         for label, images in loaded:
             for sigma in sigmas:
-                noisy = [add_noise(x, sigma, seed, i) for i, (_, x) in enumerate(images)]
-                baseline = SetResult(label, sigma, NOISY, [
-                    score_image(name, y, x, 0.0) for (name, x), y in zip(images, noisy)])
-                results.append(baseline)
-                for model_name in models:
-                    bar.set_postfix_str(f"{label} σ={sigma:g} {model_name}")
-                    if not all(supports_channels(model_name, x.shape[1]) for _, x in images):
-                        bar.update(len(images))  # shown as "–": wrong channel count
-                        continue
-                    result = SetResult(label, sigma, model_name)
-                    for (name, clean), y in zip(images, noisy):
-                        out, seconds = run_model(get_model(model_name, clean.shape[1]), y, sigma)
-                        result.images.append(score_image(name, out, clean, seconds))
-                        bar.update()
-                    results.append(result)
+                results += _bench_set(label, images, sigma, models, seed, bar)
     return BenchReport(results, seed)
+
+
+def _bench_set(label: str, images: list[tuple[str, torch.Tensor]], sigma: float,
+               models: Sequence[str], seed: int, bar) -> list[SetResult]:
+    """The noisy baseline and every model on one set at one sigma.
+
+    A model that does not take the set's channel count is left out (a "–" in the tables).
+    """
+    noisy = [add_noise(x, sigma, seed, i) for i, (_, x) in enumerate(images)]
+    results = [SetResult(label, sigma, NOISY, [score_image(name, y, x, 0.0)
+                                               for (name, x), y in zip(images, noisy)])]
+    for model_name in models:
+        bar.set_postfix_str(f"{label} σ={sigma:g} {model_name}")
+        if not all(supports_channels(model_name, x.shape[1]) for _, x in images):
+            bar.update(len(images))
+            continue
+        result = SetResult(label, sigma, model_name)
+        for (name, clean), y in zip(images, noisy):
+            out, seconds = run_model(get_model(model_name, clean.shape[1]), y, sigma)
+            result.images.append(score_image(name, out, clean, seconds))
+            bar.update()
+        results.append(result)
+    return results

@@ -15,7 +15,6 @@ Every user error is one line ``denoise: error: ...`` on stderr, never a tracebac
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import textwrap
@@ -25,14 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import __version__
-from .bench import DEFAULT, PROTOCOL, check_model, get_model, missing_requirements
+from . import __version__, train_cli
+from .bench import DEFAULT, PROTOCOL, check_model, get_model, missing_extras, missing_requirements
+from .ee559 import cli as ee559_cli
 from .errors import DenoiseError, ImageReadError, ImageWriteError, InputError
 
 PROG = "denoise"
 
 #: Modules adding subcommands with ``register(subparsers)``.
-PLUGIN_MODULES = ("denoise.train_cli", "denoise.ee559.cli")
+PLUGINS = (train_cli, ee559_cli)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -92,14 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_plugins(sub) -> None:
-    # TODO(lead): import these unconditionally once train_cli and ee559.cli are merged.
-    for name in PLUGIN_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    """Subcommands contributed by other modules: train, export-weights, data, ee559."""
+    for module in PLUGINS:
         module.register(sub)
 
 
@@ -319,7 +313,8 @@ def _make_parent(path: Path) -> None:
 
 
 def denoise_tensor(model, x, sigma: float | None, *, tile: int, progress: bool):
-    """Denoise (1, C, H, W) with ``model``; return the output and the sigma used (0-1 scale).
+    """Denoise (1, C, H, W) with ``model``; return the output and the sigma it used (0-1
+    scale), or None for a model without ``uses_sigma`` (a blind one).
 
     The noise level is estimated once for the whole image when not given and the model
     uses one, so that all tiles of a large image share it.
@@ -328,7 +323,8 @@ def denoise_tensor(model, x, sigma: float | None, *, tile: int, progress: bool):
 
     from .tiling import tiled
 
-    if sigma is None and getattr(model, "uses_sigma", False):
+    uses_sigma = getattr(model, "uses_sigma", False)
+    if sigma is None and uses_sigma:
         from .estimate import estimate_sigma
 
         sigma = float(estimate_sigma(x)[0])
@@ -337,7 +333,7 @@ def denoise_tensor(model, x, sigma: float | None, *, tile: int, progress: bool):
             y = tiled(model, x, sigma, tile=tile, progress=progress)
         else:
             y = model(x, sigma)
-    return y.clamp(0, 1), sigma
+    return y.clamp(0, 1), sigma if uses_sigma else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -424,7 +420,7 @@ def _add_bench(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Benchmark denoisers on folders of clean images with the protocol of the "
                     "published tables.",
-        epilog=_bench_protocol())
+        epilog="Protocol (the one of the published tables):\n" + PROTOCOL)
     p.add_argument("--data", type=comma_list(), required=True, metavar="SET[,SET...]",
                    help="test sets: folders, or names of folders under the data root "
                         "($DENOISE_DATA or ../shared/data), e.g. Set12,BSD68,CBSD68,Kodak24")
@@ -443,10 +439,6 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def _bench_protocol() -> str:
-    return "Protocol (the one of the published tables):\n" + PROTOCOL
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     """``denoise bench``: run, print the markdown tables, write the requested files."""
     from .bench import bench
@@ -454,7 +446,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     for path in (args.json, args.md):
         if path and not Path(path).parent.is_dir():
-            raise ImageWriteError(f"folder of {path} does not exist")
+            raise ImageWriteError(f"the folder of {path} does not exist; create it first")
     report = bench(args.data, args.sigma, args.model, seed=args.seed, gray=args.gray,
                    max_images=args.max_images, progress=not args.quiet)
     text = report.to_markdown()
@@ -479,23 +471,37 @@ def _add_models(sub) -> None:
 
 def model_status(entry) -> dict:
     """What ``denoise models`` says about one registry entry, as a JSON-ready dict."""
-    import importlib.util
-
-    missing = [entry.requires] if entry.requires and importlib.util.find_spec(entry.requires) is None else []
     return {"name": entry.name, "kind": entry.kind, "available": entry.available(),
             "status": "; ".join(missing_requirements(entry)) or "ready",
             "weights_shipped": entry.has_weights() if entry.kind == "learned" else None,
-            "missing_extras": missing, "description": entry.description, "card": entry.card()}
+            "missing_extras": missing_extras(entry), "description": entry.description, "card": entry.card()}
 
 
 def card_summary(card: dict | None) -> str:
-    """One line from a model card: its "summary" field, else its first few plain fields."""
+    """One line from a model card: its "summary" if it has one, else what it was trained
+    on and how (data, targets, noise, steps, validation PSNR), else its first plain fields."""
     if not card:
         return ""
     if isinstance(card.get("summary"), str):
         return _one_line(card["summary"])
-    plain = [(k, v) for k, v in card.items() if isinstance(v, (str, int, float)) and k != "name"]
-    return "; ".join(f"{k}: {v}" for k, v in plain[:4])
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    validation = card.get("validation") if isinstance(card.get("validation"), dict) else {}
+    parts = []
+    if isinstance(card.get("data"), str):
+        parts.append("trained on " + card["data"].split(" (")[0])
+    if card.get("targets"):
+        parts.append(f"{card['targets']} targets")
+    if card.get("noise"):
+        parts.append(f"noise {card['noise']}")
+    if training.get("steps"):
+        parts.append(f"{training['steps']} steps")
+    if isinstance(validation.get("psnr_db"), (int, float)):
+        at = f" at {validation['noise']}" if validation.get("noise") else ""
+        parts.append(f"validation PSNR {validation['psnr_db']:.2f} dB{at}")
+    if not parts:
+        parts = [f"{k}: {v}" for k, v in card.items()
+                 if isinstance(v, (str, int, float)) and k != "name"][:4]
+    return _one_line("; ".join(parts))
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -125,6 +125,8 @@ def _reason(exc: Exception) -> str:
 
     if isinstance(exc, UnidentifiedImageError):
         return "not an image, or a format Pillow cannot read"
+    if isinstance(exc, OSError) and exc.errno is not None:  # e.g. permission denied
+        return exc.strerror or str(exc)
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if "truncated" in text else f"damaged or unsupported file ({text})"
 
@@ -174,12 +176,12 @@ def _byte_rawmodes(rawmode: str | None) -> tuple[str, str] | None:
     return f"{base};16{order}", f"{base};16{'L' if order == 'B' else 'B'}"
 
 
-def _load_with_rawmode(path: Path, rawmode: str) -> Image.Image:
-    """Open ``path`` again and decode it with another unpacker; orientation applied."""
-    im = Image.open(path)
-    im.tile = [_with_rawmode(t, rawmode) for t in im.tile]
-    im.load()
-    return ImageOps.exif_transpose(im)
+def _load_with_rawmode(path: Path, rawmode: str) -> np.ndarray:
+    """Decode ``path`` again with another unpacker; orientation applied."""
+    with Image.open(path) as im:
+        im.tile = [_with_rawmode(t, rawmode) for t in im.tile]
+        im.load()
+        return np.asarray(ImageOps.exif_transpose(im))
 
 
 def _with_rawmode(tile, rawmode: str):
@@ -191,11 +193,11 @@ def _with_rawmode(tile, rawmode: str):
 def _decode_wide(path: Path, rawmode: str) -> np.ndarray:
     """All 16 bits of a 16-bit colour (or PNG gray + alpha) image, as uint16 (H, W, C)."""
     if rawmode == "LA;16B":  # Pillow opens it as RGBA: unpack the 4 bytes of a pixel as they are
-        raw = np.ascontiguousarray(np.asarray(_load_with_rawmode(path, "RGBA")))
+        raw = np.ascontiguousarray(_load_with_rawmode(path, "RGBA"))
         return raw.view(">u2").astype(np.uint16)
     high_mode, low_mode = _byte_rawmodes(rawmode)
-    high = np.asarray(_load_with_rawmode(path, high_mode)).astype(np.uint16)
-    low = np.asarray(_load_with_rawmode(path, low_mode)).astype(np.uint16)
+    high = _load_with_rawmode(path, high_mode).astype(np.uint16)
+    low = _load_with_rawmode(path, low_mode).astype(np.uint16)
     return (high << 8) | low
 
 

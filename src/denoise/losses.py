@@ -87,11 +87,12 @@ LOSS_FOR_NOISE = {
 }
 
 
-def get_loss(name: str) -> Loss:
-    """The loss called ``name`` (one of :data:`LOSSES`)."""
+def get_loss(name: str, *, l0_floor: float = 0.1) -> Loss:
+    """The loss called ``name`` (one of :data:`LOSSES`); ``l0_floor`` is the final gamma
+    of the annealed L0 loss."""
     if name not in LOSSES:
         raise InputError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
-    return LOSSES[name]()
+    return AnnealedL0Loss(floor=l0_floor) if name == "l0" else LOSSES[name]()
 
 
 def loss_for_noise(noise_kind: str) -> str:

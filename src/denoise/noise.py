@@ -143,7 +143,10 @@ class Noise:
         (shape (N,), 0-1 scale) for :class:`Gaussian`, None for the other models."""
         check_image(x)
         noisy, sigma = self._apply(x, make_generator(generator))
-        return (noisy.clamp(0.0, 1.0) if self.clip else noisy), sigma
+        return self._clipped(noisy), sigma
+
+    def _clipped(self, noisy: torch.Tensor) -> torch.Tensor:
+        return noisy.clamp(0.0, 1.0) if self.clip else noisy
 
     def _apply(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
@@ -267,7 +270,7 @@ class Bernoulli(_FractionNoise):
         """``(noisy, mask)``; mask is a float (N, 1, H, W) tensor, 1 where the pixel was kept."""
         check_image(x)
         noisy, mask = self._masked(x, make_generator(generator))
-        return (noisy.clamp(0.0, 1.0) if self.clip else noisy), mask
+        return self._clipped(noisy), mask
 
     def _masked(self, x, gen):
         n, _, h, w = x.shape

@@ -119,7 +119,7 @@ def tiled(model: nn.Module, x: torch.Tensor, sigma: float | torch.Tensor | None 
     """
     overlap = model_receptive_field(model) if overlap is None else overlap
     blend = min(overlap, DEFAULT_BLEND) if blend is None else blend
-    if not isinstance(tile, int) or tile < 1 or overlap < 0 or blend < 0:
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1 or overlap < 0 or blend < 0:
         raise InputError(f"tile must be a positive integer and overlap, blend >= 0; "
                          f"got tile={tile!r}, overlap={overlap!r}, blend={blend!r}")
     h, w = x.shape[-2:]

@@ -6,7 +6,7 @@ A run lives in a folder (``config.out``) holding:
 * ``checkpoint.pt``: the latest checkpoint, written atomically (temp file, then
   ``os.replace``) every ``checkpoint_every`` steps and at exit (end, Ctrl-C or SIGTERM);
 * ``log.csv``: step, loss, learning rate, images/s, wall time, validation PSNR;
-* ``curves.png``: the loss and validation PSNR curves.
+* ``curves.png``: the loss and validation PSNR curves (redrawn at each checkpoint).
 
 ``resume=True`` continues exactly: model, optimizer, data-generator and torch RNG states
 come back from the checkpoint, so a resumed run draws the same batches and gives the same
@@ -112,10 +112,11 @@ class TrainConfig:
     amp: str = "none"
     compile: bool = False
     progress: bool = True
+    plot: bool = True
 
     # Fields that may change when a run is resumed (run control and data locations).
     RESUMABLE = ("steps", "stop_at", "out", "checkpoint_every", "val_every", "log_every", "device",
-                 "threads", "progress", "train_dir", "target_dir", "pkl", "compile")
+                 "threads", "progress", "plot", "train_dir", "target_dir", "pkl", "compile")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -176,6 +177,50 @@ class TrainConfig:
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} (checkpoint) vs {b[k]!r} (now)" for k in a
                 if k not in self.RESUMABLE and a[k] != b.get(k)]
+
+
+#: One line of help per option (the command line shows them).
+OPTION_HELP = {
+    "model": "registered model name (n2n-unet, n2n-unet-gray, n2n-unet-color, unet-small, ...)",
+    "model_kwargs": "extra keyword arguments of the model factory, e.g. {\"features\": 32}",
+    "data": "folder (clean images + noise), pairs (noisy pair images) or pkl (EE-559 pair file)",
+    "train_dir": "folder of training images (data=folder), or of the input views (data=pairs)",
+    "target_dir": "folder of the target views, matched by name (data=pairs; omit for a naming rule)",
+    "input_suffix": "name-stem suffix of input views, e.g. _a (naming rule for data=pairs)",
+    "target_suffix": "name-stem suffix of target views, e.g. _b (naming rule for data=pairs)",
+    "pkl": ".pkl file holding two uint8 tensors (N, 3, 32, 32) (data=pkl)",
+    "gray": "train on gray (true) or RGB (false) images; default: gray if all images are gray",
+    "noise": "noise model spec (denoise.noise), e.g. gaussian:0-50 (a sigma range is blind, per image)",
+    "target": "noisy (Noise2Noise: an independent noise draw) or clean targets (data=folder)",
+    "swap": "swap input and target views at random (data=pairs, pkl)",
+    "val_count": "number of images/pairs held out (the last ones, sorted) for validation",
+    "val_noise": "noise spec for validation (default: the training noise, a sigma range at its midpoint)",
+    "val_crop": "center crop of validation images (pixels; null: whole images)",
+    "crop": "side of the random training crops (null: whole images)",
+    "batch_size": "global batch size (split across processes under torchrun)",
+    "steps": "total steps; the schedule is defined on it (may grow on --resume)",
+    "stop_at": "stop at this step without changing the schedule",
+    "lr": "peak Adam learning rate",
+    "schedule": "learning-rate schedule: rampdown (constant, then cosine to 0), cosine or constant",
+    "rampdown": "fraction of the steps over which rampdown decays the rate",
+    "warmup": "steps of linear learning-rate warm-up",
+    "beta1": "Adam beta1",
+    "beta2": "Adam beta2",
+    "loss": "l2, l1, l0 (annealed), masked_l2, or auto (matched to the noise)",
+    "l0_floor": "final exponent of the annealed L0 loss (> 0)",
+    "seed": "seed of model initialisation, crops and noise",
+    "out": "run folder (checkpoint.pt, config.json, log.csv, curves.png)",
+    "checkpoint_every": "steps between checkpoints (one is also written at exit)",
+    "val_every": "steps between validations (default: checkpoint_every)",
+    "log_every": "steps per log.csv row (mean loss over the window)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "threads": "torch CPU threads (default: torch's choice)",
+    "channels_last": "channels-last memory layout (faster convolutions on some CPUs)",
+    "amp": "none or bf16 (bfloat16 autocast)",
+    "compile": "torch.compile the model",
+    "progress": "show a progress bar (loss, validation PSNR, images/s)",
+    "plot": "redraw curves.png at each checkpoint",
+}
 
 
 # --------------------------------------------------------------------------- schedule
@@ -254,7 +299,10 @@ def build_model(config: TrainConfig, channels: int) -> nn.Module:
         raise InputError(f"model {config.model!r} is for {fixed}-channel images but the data has "
                          f"{channels}; set gray={fixed == 1} or pick another model")
     kwargs = {"channels": channels, **config.model_kwargs}
-    model = create_model(config.model, pretrained=False, **kwargs)
+    try:
+        model = create_model(config.model, pretrained=False, **kwargs)
+    except TypeError as exc:
+        raise InputError(f"bad model_kwargs {config.model_kwargs} for {config.model!r}: {exc}") from None
     return model.train()
 
 
@@ -340,7 +388,7 @@ class Trainer:
         self.model = (model if model is not None else build_model(config, self.data.channels)).to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = get_loss(config.loss_name())
+        self.loss_fn = get_loss(config.loss_name(), l0_floor=config.l0_floor)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           betas=(config.beta1, config.beta2))
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -378,6 +426,7 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "window": list(self.window),
             "last_val_psnr": self.last_val,
+            "world_size": self.dist.world,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -537,8 +586,9 @@ class Trainer:
     def _checkpoint(self) -> None:
         if self.dist.main:
             self.save_checkpoint()
-            with contextlib.suppress(Exception):  # a plot is never worth losing a run
-                plot_curves(self.run_dir / LOG, self.run_dir / CURVES)
+            if self.config.plot:
+                with contextlib.suppress(Exception):  # a plot is never worth losing a run
+                    plot_curves(self.run_dir / LOG, self.run_dir / CURVES)
         self.dist.barrier()
 
     def _log_row(self, *, lr: float, ips: float, val: float | None) -> dict:
@@ -595,7 +645,7 @@ def write_json(path: Path, obj: Any) -> None:
 def append_log(path: Path, row: dict) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        w = csv.DictWriter(f, fieldnames=LOG_FIELDS, lineterminator="\n")
         if new:
             w.writeheader()
         w.writerow({k: ("" if row[k] is None else row[k]) for k in LOG_FIELDS})
@@ -617,7 +667,7 @@ def truncate_log(path: Path, step: int) -> None:
         return
     with atomic_path(path, overwrite=True) as tmp:
         with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+            w = csv.DictWriter(f, fieldnames=LOG_FIELDS, lineterminator="\n")
             w.writeheader()
             for r in rows:
                 w.writerow({k: ("" if r[k] is None else (int(r[k]) if k == "step" else r[k])) for k in LOG_FIELDS})

@@ -36,6 +36,16 @@ def _value_type(tp):
     return "str", str
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object, e.g. '{\"features\": 32}'")
+    return value
+
+
 def _none_or(fn):
     def parse(text: str):
         return None if text.lower() in ("none", "null") else fn(text)
@@ -46,18 +56,18 @@ def _none_or(fn):
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags stay None (the config file decides)."""
-    from .train import TrainConfig
+    from .train import OPTION_HELP, TrainConfig
 
     p.add_argument("--config", metavar="FILE", help="JSON file of training options (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--model-kwargs", metavar="JSON", type=json.loads, default=None,
-                   help='extra model arguments as JSON, e.g. \'{"features": 32}\'')
+    p.add_argument("--model-kwargs", metavar="JSON", type=_json_object, default=None,
+                   help=OPTION_HELP["model_kwargs"])
     for f in dataclasses.fields(TrainConfig):
         if f.name in _SKIP:
             continue
         kind, fn = _value_type(f.type)
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"(default: {default})"
+        help_text = f"{OPTION_HELP[f.name]} (default: {default})"
         if kind == "bool":
             p.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                            default=None, help=help_text)
@@ -111,8 +121,11 @@ def run_export(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add the ``train`` and ``export-weights`` subcommands to a CLI's subparsers."""
-    p = subparsers.add_parser("train", help="train a denoiser (noisy or clean targets)",
-                              description=__doc__.split("\n")[0])
+    p = subparsers.add_parser(
+        "train", help="train a denoiser (noisy or clean targets)",
+        description="Train a denoiser with noisy (Noise2Noise) or clean targets. Options come from "
+                    "--config FILE, overridden by flags; --resume continues the run in --out exactly. "
+                    "Under torchrun --nproc_per_node=N the global batch is split across processes.")
     add_train_arguments(p)
     p.set_defaults(func=run_train)
     e = subparsers.add_parser("export-weights", help="turn a training run into shipped weights + model card")
@@ -134,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     except DenoiseError as exc:
         print(f"denoise: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("denoise: interrupted; the checkpoint was saved: continue with --resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -71,6 +71,10 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False):
     except OSError as exc:
         raise ImageWriteError(f"cannot write to {folder}: {exc.strerror or exc}") from None
     os.close(fd)
+    # mkstemp creates 0600 files; give the result the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -6,21 +6,15 @@ from pathlib import Path
 
 
 def _cmd_data_ee559(args: argparse.Namespace) -> int:
-    from .data import build_ee559_data, write_ee559_data
-    from ..errors import ImageWriteError
+    """``denoise data ee559``: build the course data and write it into ``--out``."""
+    from .data import build_ee559_data, course_psnr, write_ee559_data
 
-    out = Path(args.out)
-    if not out.is_dir():
-        if out.exists():
-            raise ImageWriteError(f"{out} is not a folder")
-        out.mkdir(parents=True)
     data = build_ee559_data(args.source, val_source=args.val_source, n_train=args.n_train,
                             n_val=args.n_val, target_psnr=args.target_psnr, seed=args.seed)
-    train, val = write_ee559_data(out, data, overwrite=args.force)
-    from .data import course_psnr
-
-    print(f"wrote {train} ({tuple(data.train_input.shape)} x2, uint8) and {val} "
-          f"({tuple(data.val_input.shape)} noisy + clean)")
+    train, val = write_ee559_data(args.out, data, overwrite=args.force)
+    print(f"wrote {train} (2 x {tuple(data.train_input.shape)} uint8, from "
+          f"{len(data.train_images)} images) and {val} (noisy + clean {tuple(data.val_input.shape)}"
+          f" uint8, from {len(data.val_images)} other images)")
     print(f"noise sigma {data.sigma:.2f}/255; noisy validation PSNR "
           f"{course_psnr(data.val_input, data.val_target):.2f} dB")
     return 0

@@ -1,29 +1,40 @@
 """Rebuild the EE-559 Noise2Noise course data from real photos.
 
-The course shipped two files that are not available here:
+The course (EPFL EE-559 Deep Learning, 2022) shipped two files that are not available here:
 
 * ``train_data.pkl``: a tuple of two uint8 tensors (50000, 3, 32, 32), two independently
   noisy views of the same 32x32 crops;
 * ``val_data.pkl``: a tuple (noisy, clean) of uint8 tensors (1000, 3, 32, 32).
 
-This module rebuilds files of that form. Recipe (deterministic from ``seed``):
+This module rebuilds files of that form. The recipe, deterministic from ``seed`` and the
+sorted list of source images:
 
-1. every crop is taken from a uniformly chosen image of the source folder, at a uniformly
-   random position, with side ``2 * size`` (64 px), randomly flipped, then downsampled by 2
-   with area averaging to ``size`` (32 px), so crops look like small photos and the JPEG
-   noise of the source is averaged away;
-2. noise is additive Gaussian, one independent draw per view, rounded and clipped to
-   uint8 (as the course data is uint8);
-3. sigma is calibrated on the validation crops so that the mean per-image PSNR of the noisy
-   validation input equals ``target_psnr`` (20.7 dB, the course's figure) to 0.05 dB; the
-   same sigma is used for training.
+1. Sources. Validation crops come from ``val_source`` when given (a folder disjoint from
+   the training one; a shared file is an error), otherwise from a held-out tail of the
+   training folder: the last ``val_fraction`` (10 %) of its images sorted by name (44 of
+   CBSD432's 432), so training and validation never share an image. Gray images are
+   repeated on three channels; images smaller than 64x64 are skipped.
+2. Crops. Every crop comes from a uniformly chosen image at a uniformly random position,
+   has side ``2 * size`` (64 px), is flipped left-right and up-down each with probability
+   1/2, then downsampled by 2 with 2x2 area averaging to ``size`` (32 px) and quantised to
+   uint8. Downsampling makes the crops look like small photos (as the course's did) and
+   averages the sources' JPEG artefacts away. One ``torch.Generator`` seeded with ``seed``
+   draws the validation crops first, then the training crops, then the training noise.
+3. Noise. Additive Gaussian noise, an independent draw for each view, added to the uint8
+   levels, rounded and clipped to [0, 255]. The validation noise comes from a generator
+   seeded with ``seed + 1``.
+4. Level. ``sigma`` is found by bisection so that the mean per-image PSNR of the noisy
+   validation input against its clean version is ``target_psnr`` (20.7 dB, the figure of
+   the course's data) within 0.02 dB; the training views use the same sigma (24.16 on the
+   0-255 scale for CBSD432 with seed 0).
 
-Validation crops come from ``val_source`` when given (a folder disjoint from the training
-one), otherwise from a held-out tail of the source folder (the last ``val_fraction`` of its
-sorted images), so training and validation never share an image.
+The files are written with ``torch.save`` as a tuple of two tensors, so the course's
+plain ``torch.load(path)`` reads them (and so does ``torch.load(path, weights_only=True)``).
+A ``recipe.json`` beside them records the sources, the seed, sigma and the measured PSNR.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,138 +43,210 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import InputError
+from ..errors import ImageWriteError, InputError
 from ..io import list_images, read_image
+from ..metrics import psnr
 from ..utils import atomic_path
+
+__all__ = ["EE559Data", "split_sources", "random_crops", "noisy_uint8", "course_psnr",
+           "calibrate_sigma", "build_ee559_data", "write_ee559_data", "TRAIN_FILE", "VAL_FILE",
+           "RECIPE_FILE"]
+
+TRAIN_FILE = "train_data.pkl"
+VAL_FILE = "val_data.pkl"
+RECIPE_FILE = "recipe.json"
+
+#: Crops drawn (and noise added) per chunk: bounds the memory used for 50,000 crops.
+CHUNK = 4096
 
 
 @dataclass
 class EE559Data:
-    train_input: torch.Tensor   # (n_train, 3, 32, 32) uint8, first noisy view
+    """The rebuilt course data: uint8 tensors (N, 3, size, size) and the recipe's figures."""
+
+    train_input: torch.Tensor   # first noisy view of each training crop
     train_target: torch.Tensor  # second, independent noisy view
-    val_input: torch.Tensor     # (n_val, 3, 32, 32) uint8, noisy
-    val_target: torch.Tensor    # clean
-    sigma: float                # noise std on the 0-255 scale
+    val_input: torch.Tensor     # noisy validation crops
+    val_target: torch.Tensor    # their clean versions
+    sigma: float                # noise standard deviation on the 0-255 scale
+    train_images: list[str]     # names of the source images of each split
+    val_images: list[str]
+    seed: int
+
+    def recipe(self) -> dict:
+        """What :func:`write_ee559_data` records in ``recipe.json``."""
+        return {
+            "seed": self.seed,
+            "sigma_255": round(self.sigma, 4),
+            "noisy_val_psnr_db": round(course_psnr(self.val_input, self.val_target), 4),
+            "n_train": int(self.train_input.shape[0]),
+            "n_val": int(self.val_input.shape[0]),
+            "size": int(self.val_input.shape[-1]),
+            "train_images": self.train_images,
+            "val_images": self.val_images,
+            "recipe": "denoise.ee559.data (module docstring)",
+        }
 
 
-def _load_rgb(paths: list[Path], min_side: int, desc: str) -> list[torch.Tensor]:
-    images = []
-    for path in tqdm(paths, desc=desc, unit="img", leave=False):
+# --------------------------------------------------------------------------- sources
+
+
+def split_sources(source: str | Path, val_source: str | Path | None = None,
+                  val_fraction: float = 0.1) -> tuple[list[Path], list[Path]]:
+    """The (training, validation) image files: two disjoint folders, or one folder whose
+    last ``val_fraction`` of images (sorted by name) is held out for validation."""
+    train = list_images(source)
+    if val_source is not None:
+        val = list_images(val_source)
+        shared = {p.resolve() for p in train} & {p.resolve() for p in val}
+        if shared:
+            raise InputError(f"the validation source shares {len(shared)} image(s) with the training "
+                             f"source (e.g. {sorted(shared)[0].name}); pass disjoint folders")
+    else:
+        if not 0 < val_fraction < 1:
+            raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if len(train) < 2:
+            raise InputError(f"{source} holds {len(train)} image(s); holding some out for "
+                             "validation needs at least 2 (or pass a validation source)")
+        n_hold = max(1, math.ceil(len(train) * val_fraction))
+        train, val = train[:-n_hold], train[-n_hold:]
+    for name, paths, folder in (("training", train, source), ("validation", val, val_source or source)):
+        if not paths:
+            raise InputError(f"no {name} images in {folder}; pass a folder of photos (png, jpg, ...)")
+    return train, val
+
+
+def _load_rgb(paths: list[Path], min_side: int, desc: str) -> tuple[list[str], list[torch.Tensor]]:
+    """Names and (3, H, W) float tensors of the images with both sides >= ``min_side``."""
+    names, images = [], []
+    for path in tqdm(paths, desc=desc, unit="img", leave=False, disable=None):
         x, _ = read_image(path)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
         if min(x.shape[-2:]) < min_side:
             continue
-        images.append(x[0])
+        names.append(path.name)
+        images.append(x[0].expand(3, -1, -1))
     if not images:
-        raise InputError(f"no RGB image of at least {min_side}x{min_side} pixels among {len(paths)} files")
-    return images
+        raise InputError(f"none of the {len(paths)} {desc} is at least {min_side}x{min_side} pixels")
+    return names, images
 
 
-def random_crops(images: list[torch.Tensor], n: int, size: int, generator: torch.Generator,
-                 chunk: int = 4096) -> torch.Tensor:
-    """``n`` crops of side 2*size from random images, flipped at random, area-downsampled to
-    ``size``; float32 in [0, 1], shape (n, 3, size, size)."""
-    big = 2 * size
-    idx = torch.randint(len(images), (n,), generator=generator)
-    u = torch.rand(n, 2, generator=generator)
-    flips = torch.rand(n, 2, generator=generator) < 0.5
-    out = torch.empty(n, 3, size, size)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        crops = []
-        for k in range(start, stop):
-            img = images[int(idx[k])]
-            h, w = img.shape[-2:]
-            top = int(u[k, 0] * (h - big + 1))
-            left = int(u[k, 1] * (w - big + 1))
-            c = img[:, top:top + big, left:left + big]
-            if flips[k, 0]:
-                c = c.flip(-1)
-            if flips[k, 1]:
-                c = c.flip(-2)
-            crops.append(c)
-        out[start:stop] = F.avg_pool2d(torch.stack(crops), 2)
-    return out
+# --------------------------------------------------------------------------- crops and noise
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return (x * 255).round_().clamp_(0, 255).to(torch.uint8)
+    """0-255 levels (float) to uint8: rounded and clipped, in place where possible."""
+    return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def noisy_uint8(clean_u8: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    """Add Gaussian noise of std ``sigma`` (0-255 scale) to a uint8 batch; round, clip."""
-    noise = torch.randn(clean_u8.shape, generator=generator) * sigma
-    return (clean_u8.float() + noise).round_().clamp_(0, 255).to(torch.uint8)
+def random_crops(images: list[torch.Tensor], n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` uint8 crops (n, 3, size, size): side ``2 * size`` from random images at random
+    positions, flipped at random, area-downsampled by 2 (step 2 of the recipe)."""
+    big = 2 * size
+    idx = torch.randint(len(images), (n,), generator=generator)
+    pos = torch.rand(n, 2, generator=generator)
+    flips = torch.rand(n, 2, generator=generator) < 0.5
+    out = torch.empty(n, 3, size, size, dtype=torch.uint8)
+    for start in range(0, n, CHUNK):
+        crops = []
+        for k in range(start, min(start + CHUNK, n)):
+            img = images[int(idx[k])]
+            h, w = img.shape[-2:]
+            top, left = int(pos[k, 0] * (h - big + 1)), int(pos[k, 1] * (w - big + 1))
+            crop = img[:, top:top + big, left:left + big]
+            dims = [d for d, flip in zip((-1, -2), flips[k].tolist()) if flip]
+            crops.append(crop.flip(dims) if dims else crop)
+        out[start:start + len(crops)] = _to_uint8(F.avg_pool2d(torch.stack(crops), 2) * 255)
+    return out
 
 
-def course_psnr(x_u8: torch.Tensor, y_u8: torch.Tensor) -> float:
-    """Mean per-image PSNR of two uint8 batches, as the course harness computes it."""
-    x = x_u8.float() / 255
-    y = y_u8.float() / 255
-    mse = ((x - y) ** 2).mean((1, 2, 3))
-    return float(-10 * torch.log10(mse).mean())
+def noisy_uint8(clean: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """A noisy view of a uint8 batch: Gaussian noise of std ``sigma`` (0-255 scale) added to
+    the levels, rounded and clipped (step 3 of the recipe); drawn in chunks of :data:`CHUNK`."""
+    out = torch.empty_like(clean)
+    for start in range(0, clean.shape[0], CHUNK):
+        part = clean[start:start + CHUNK]
+        noise = torch.randn(part.shape, generator=generator).mul_(sigma)
+        out[start:start + part.shape[0]] = _to_uint8(noise.add_(part))
+    return out
 
 
-def calibrate_sigma(clean_u8: torch.Tensor, target_psnr: float, seed: int, tol: float = 0.02) -> float:
-    """Bisection on sigma (0-255 scale) so that the noisy batch scores ``target_psnr`` dB.
+def course_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean per-image PSNR (dB) of two batches of 0-255 levels, as the course scores them:
+    the mean over images of ``-10 log10(mse)`` on the data divided by 255."""
+    return float(psnr(x.float() / 255, y.float() / 255, data_range=1.0).mean())
 
-    Each trial uses the same noise seed, so the PSNR is monotone in sigma and the search
-    converges to a reproducible value."""
-    lo, hi = 1.0, 100.0
-    for _ in range(40):
+
+def calibrate_sigma(clean: torch.Tensor, target_psnr: float, seed: int, tol: float = 0.02) -> float:
+    """Bisection on sigma (0-255 scale) so that ``noisy_uint8(clean, sigma)`` with noise
+    seed ``seed`` scores ``target_psnr`` dB against ``clean`` within ``tol``.
+
+    Every trial draws the same standard normal values, so the PSNR decreases monotonically
+    with sigma and the search ends on a reproducible value.
+    """
+    lo, hi = 0.5, 128.0
+    for _ in range(60):
         mid = 0.5 * (lo + hi)
-        g = torch.Generator().manual_seed(seed)
-        p = course_psnr(noisy_uint8(clean_u8, mid, g), clean_u8)
-        if abs(p - target_psnr) < tol:
+        value = course_psnr(noisy_uint8(clean, mid, torch.Generator().manual_seed(seed)), clean)
+        if abs(value - target_psnr) < tol:
             return mid
-        lo, hi = (mid, hi) if p > target_psnr else (lo, mid)
-    return 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if value > target_psnr else (lo, mid)
+    raise InputError(f"no noise level gives {target_psnr} dB on these crops (closest sigma {mid:.2f}); "
+                     "pick another target PSNR")
+
+
+# --------------------------------------------------------------------------- the data set
 
 
 def build_ee559_data(source: str | Path, *, val_source: str | Path | None = None,
                      n_train: int = 50_000, n_val: int = 1_000, size: int = 32,
                      target_psnr: float = 20.7, val_fraction: float = 0.1,
                      seed: int = 0) -> EE559Data:
-    """Build the course's training pairs and validation set (see the module docstring)."""
-    if n_train < 1 or n_val < 1 or size < 4:
-        raise InputError(f"need n_train >= 1, n_val >= 1 and size >= 4, got {n_train}, {n_val}, {size}")
+    """Build the course's training pairs and validation set (recipe: the module docstring)."""
+    for name, value, low in (("n_train", n_train, 1), ("n_val", n_val, 1), ("size", size, 4)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InputError(f"{name} must be an int >= {low}, got {value!r}")
     if not 10 <= target_psnr <= 50:
         raise InputError(f"target_psnr must be between 10 and 50 dB, got {target_psnr}")
-    src = sorted(list_images(source))
-    if val_source is not None:
-        train_paths, val_paths = src, sorted(list_images(val_source))
-        if {p.resolve() for p in train_paths} & {p.resolve() for p in val_paths}:
-            raise InputError("the validation source shares images with the training source")
-    else:
-        if not 0 < val_fraction < 1:
-            raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        n_hold = max(1, math.ceil(len(src) * val_fraction))
-        if len(src) < 2:
-            raise InputError(f"{source}: need at least 2 images to hold one out for validation")
-        train_paths, val_paths = src[:-n_hold], src[-n_hold:]
-    train_imgs = _load_rgb(train_paths, 2 * size, "training images")
-    val_imgs = _load_rgb(val_paths, 2 * size, "validation images")
+    train_paths, val_paths = split_sources(source, val_source, val_fraction)
+    train_names, train_imgs = _load_rgb(train_paths, 2 * size, "training images")
+    val_names, val_imgs = _load_rgb(val_paths, 2 * size, "validation images")
 
     g = torch.Generator().manual_seed(seed)
-    val_clean = _to_uint8(random_crops(val_imgs, n_val, size, g))
+    val_clean = random_crops(val_imgs, n_val, size, g)
     sigma = calibrate_sigma(val_clean, target_psnr, seed + 1)
     val_noisy = noisy_uint8(val_clean, sigma, torch.Generator().manual_seed(seed + 1))
-    train_clean = _to_uint8(random_crops(train_imgs, n_train, size, g))
-    train_in = noisy_uint8(train_clean, sigma, g)
-    train_tg = noisy_uint8(train_clean, sigma, g)
-    return EE559Data(train_in, train_tg, val_noisy, val_clean, sigma)
+    train_clean = random_crops(train_imgs, n_train, size, g)
+    train_input = noisy_uint8(train_clean, sigma, g)
+    train_target = noisy_uint8(train_clean, sigma, g)
+    return EE559Data(train_input, train_target, val_noisy, val_clean, sigma,
+                     train_names, val_names, seed)
 
 
 def save_pair(path: str | Path, a: torch.Tensor, b: torch.Tensor, *, overwrite: bool = False) -> None:
-    """Write a tuple of two tensors as the course's .pkl files are written (torch.save), atomically."""
+    """Write a tuple of two tensors as the course's ``.pkl`` files (``torch.save``), atomically."""
     with atomic_path(path, overwrite=overwrite) as tmp:
-        torch.save((a, b), tmp)
+        torch.save((a.contiguous(), b.contiguous()), tmp)
+        tmp.chmod(0o644)
 
 
 def write_ee559_data(out: str | Path, data: EE559Data, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """Write ``train_data.pkl``, ``val_data.pkl`` and ``recipe.json`` into the folder ``out``
+    (created if missing). Existing files are replaced only with ``overwrite``; the check is
+    done for all three before anything is written."""
     out = Path(out)
-    train, val = out / "train_data.pkl", out / "val_data.pkl"
-    save_pair(train, data.train_input, data.train_target, overwrite=overwrite)
-    save_pair(val, data.val_input, data.val_target, overwrite=overwrite)
-    return train, val
+    if out.exists() and not out.is_dir():
+        raise ImageWriteError(f"{out} is not a folder")
+    paths = [out / TRAIN_FILE, out / VAL_FILE, out / RECIPE_FILE]
+    existing = [p.name for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise ImageWriteError(f"{out} already holds {', '.join(existing)}; pass --force to replace")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageWriteError(f"cannot create {out}: {exc.strerror or exc}") from None
+    save_pair(paths[0], data.train_input, data.train_target, overwrite=True)
+    save_pair(paths[1], data.val_input, data.val_target, overwrite=True)
+    with atomic_path(paths[2], overwrite=True) as tmp:
+        tmp.write_text(json.dumps(data.recipe(), indent=2) + "\n")
+        tmp.chmod(0o644)
+    return paths[0], paths[1]

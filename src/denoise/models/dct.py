@@ -88,7 +88,9 @@ class DCTDenoiser(ClassicalDenoiser):
             (True) or channel by channel in RGB (False).
         border: "reflect" pads the image by reflection so that every pixel is covered by
             ``N * N`` patches; "valid" uses only the patches inside the image, as the
-            paper does, so border pixels average fewer estimates.
+            paper does, so border pixels average fewer estimates. "reflect" measured
+            0.03, 0.02 and 0.004 dB better on the first 100 Train400 images at sigma 15,
+            25 and 50 (on Set12 the two differ by at most 0.016 dB either way).
         chunk_elements: upper bound on the number of coefficients held at once.
     """
 
@@ -140,17 +142,21 @@ class DCTDenoiser(ClassicalDenoiser):
             return F.pad(x, (0, max(k - w, 0), 0, max(k - h, 0)), mode="replicate"), (0, 0)
         return x, (0, 0)
 
-    def _shrink_(self, coef: torch.Tensor, thresholds: list[float]) -> None:
-        """Threshold the DCT coefficients (P, K, h, w) in place, plane p by thresholds[p].
+    def _shrink(self, coef: torch.Tensor, thresholds: list[float]) -> torch.Tensor:
+        """Threshold DCT coefficients (P, K, h, w), plane p by thresholds[p], DC kept.
 
-        A coefficient equal to the threshold is set to zero (ties have probability zero).
+        Works in place when the thresholds differ between planes. A coefficient equal to
+        its threshold is set to zero (ties have probability zero).
         """
         shrink = F.hardshrink if self.mode == "hard" else F.softshrink
-        for p, t in enumerate(thresholds):
-            if t > 0:
-                dc = coef[p, 0].clone()
+        dc = coef[:, :1].clone()
+        if len(set(thresholds)) == 1:  # one call for all planes
+            coef = shrink(coef, thresholds[0])
+        else:
+            for p, t in enumerate(thresholds):
                 coef[p] = shrink(coef[p], t)
-                coef[p, 0] = dc
+        coef[:, :1] = dc
+        return coef
 
     def _denoise_planes(self, x: torch.Tensor, thresholds: list[float]) -> torch.Tensor:
         """Denoise single-channel planes (P, 1, H, W), plane p with threshold thresholds[p]."""
@@ -165,10 +171,9 @@ class DCTDenoiser(ClassicalDenoiser):
         band_rows = max(1, self.chunk_elements // (x.shape[0] * k * k * (pw - k + 1)))
         for i0 in range(0, starts, band_rows):
             band = slice(i0, min(i0 + band_rows, starts) + k - 1)
-            coef = F.conv2d(padded[:, :, band], basis)
-            self._shrink_(coef, thresholds)
-            # Inverse DCT of every patch and overlap-add, separably: conv_transpose2d with
-            # the 2-D basis, as two 1-D passes (k + 1 instead of k * k products per pixel).
+            coef = self._shrink(F.conv2d(padded[:, :, band], basis), thresholds)
+            # Inverse DCT of every patch and overlap-add: conv_transpose2d with the 2-D
+            # basis, as two 1-D passes (k^3 + k^2 instead of k^4 products per pixel).
             acc[:, :, band] += F.conv_transpose2d(F.conv_transpose2d(coef, columns, groups=k), rows)
         acc = acc[:, :, top:top + h, left:left + w]
         acc /= _patch_counts(ph, k, x.device, x.dtype)[top:top + h, None]

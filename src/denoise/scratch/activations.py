@@ -45,7 +45,7 @@ class ReLU(_Elementwise):
         return y, y
 
     def _derive(self, grad: Tensor, y: Tensor) -> Tensor:
-        return grad.where(y > 0, 0.0)
+        return grad * y.sign()  # sign(y) is 1 where y > 0 and 0 elsewhere: faster than a mask
 
 
 class LeakyReLU(_Elementwise):

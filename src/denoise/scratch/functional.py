@@ -1,22 +1,34 @@
 """Convolution kernels of the scratch framework, written with tensor operations only.
 
 Layout. The kernels work on channels-last images ``(N, H, W, C)``: an im2col row is then
-``kh * kw`` runs of ``C`` contiguous values, so building the column matrix is a fast copy
-and every product is one dense matrix multiplication whose result is already the
-channels-last output. The layers convert at their boundary with :func:`to_nhwc` /
-:func:`from_nhwc`; the latter returns an ``(N, C, H, W)`` view with channels-last strides,
-so consecutive layers never copy between layouts.
+``kh * kw`` runs of ``C`` contiguous values, so building the column matrix is one fast
+strided copy and every product is one dense matrix multiplication whose result is
+already the channels-last output. The layers convert at their boundary with
+:func:`to_nhwc` / :func:`from_nhwc`; the latter returns an ``(N, C, H, W)`` view with
+channels-last strides, so consecutive layers never copy between layouts.
 
-Geometry. Every kernel is described by a :class:`Window` that maps a *large* image (the
-input of a convolution, the output of a transposed convolution) to a *small* one (the
-output of the convolution). Column matrices have shape ``(rows, kh * kw * C)`` with
-``rows`` the pixels of the small image and columns ordered ``(kh, kw, C)``.
+Geometry. A :class:`Window` maps a *large* image (the input of a convolution, the output
+of a transposed convolution) to a *small* one: tap ``(i, j)`` of small pixel ``(y, x)``
+reads large pixel ``(y * sh + i * dh - ph, x * sw + j * dw - pw)``; pixels outside the
+large image read zero. Paddings may be negative inside the package (a crop). Column
+matrices have shape ``(pixels of the small image, kh * kw * C)``, columns ordered
+``(kh, kw, C)``.
+
+Two primitives do all the work:
+
+* :func:`conv2d` ("im2col, then multiply"): ``small = im2col(large) @ M``;
+* :func:`conv_transpose2d` ("multiply, then col2im"): ``large = col2im(small @ M)``;
+
+and their backward passes. A stride-1 convolution is also a stride-1 transposed
+convolution with the flipped kernel (:func:`flip`), so a layer can choose, per direction,
+the formulation whose column matrix is narrower (``kh * kw * channels`` of the side with
+fewer channels).
 
 Memory. Column matrices are never built for the whole batch: the work is cut into
-chunks of whole images (or of output rows of one image, for very large images) whose
-columns fit in :data:`CHUNK_BYTES`, and the chunk buffers are reused between calls (one
-set per thread). The backward pass recomputes the columns from the saved input instead
-of keeping them, as PyTorch's own convolution does.
+chunks of whole images (or of rows of one image, for very large images) whose columns
+fit in :data:`CHUNK_BYTES`, and chunk buffers are reused between calls (one set per
+thread). Backward passes recompute columns from the saved input instead of keeping
+them, as PyTorch's own convolution does.
 """
 from __future__ import annotations
 
@@ -50,7 +62,11 @@ def pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Window:
-    """Sliding-window geometry: kernel size, stride, zero padding and dilation, as (h, w) pairs."""
+    """Sliding-window geometry as (h, w) pairs: kernel size, stride, padding, dilation.
+
+    ``padding`` is the offset before the first row and column (zeros are read beyond
+    both ends as far as the windows reach).
+    """
 
     kernel: tuple[int, int]
     stride: tuple[int, int] = (1, 1)
@@ -61,8 +77,13 @@ class Window:
         """Extent of the dilated kernel along ``axis`` (0: height, 1: width)."""
         return self.dilation[axis] * (self.kernel[axis] - 1) + 1
 
+    @property
+    def taps(self) -> int:
+        """Number of kernel positions ``kh * kw``."""
+        return self.kernel[0] * self.kernel[1]
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Size of the small image for a large image of ``height`` x ``width``."""
+        """Small-image size for a large image of ``height`` x ``width`` padded on both sides."""
         sizes = []
         for axis, size in enumerate((height, width)):
             padded = size + 2 * self.padding[axis]
@@ -74,10 +95,21 @@ class Window:
             sizes.append((padded - self.span(axis)) // self.stride[axis] + 1)
         return sizes[0], sizes[1]
 
-    @property
-    def taps(self) -> int:
-        """Number of kernel positions ``kh * kw``."""
-        return self.kernel[0] * self.kernel[1]
+    def reach(self, axis: int, small: int) -> int:
+        """Padded extent that ``small`` windows read along ``axis``."""
+        return (small - 1) * self.stride[axis] + self.span(axis)
+
+
+def flip(win: Window) -> Window:
+    """The window of the same stride-1 convolution seen as a transposed convolution.
+
+    A stride-1 convolution with kernel ``w`` and padding ``p`` equals a stride-1
+    transposed convolution with the flipped kernel and padding ``d * (k - 1) - p``.
+    """
+    if win.stride != (1, 1):
+        raise ValueError("only stride-1 windows can be flipped")
+    padding = tuple(win.span(axis) - 1 - win.padding[axis] for axis in (0, 1))
+    return Window(win.kernel, (1, 1), padding, win.dilation)
 
 
 def to_nhwc(x: Tensor) -> Tensor:
@@ -88,6 +120,16 @@ def to_nhwc(x: Tensor) -> Tensor:
 def from_nhwc(y: Tensor) -> Tensor:
     """The ``(N, C, H, W)`` view of channels-last data ``(N, H, W, C)`` (no copy)."""
     return y.permute(0, 3, 1, 2)
+
+
+def conv_matrix(weight: Tensor) -> Tensor:
+    """A convolution weight ``(O, C, kh, kw)`` as the ``(kh * kw * C, O)`` matrix of :func:`conv2d`."""
+    return weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0])
+
+
+def transposed_matrix(weight: Tensor) -> Tensor:
+    """A transposed-convolution weight ``(C, O, kh, kw)`` as the ``(C, kh * kw * O)`` matrix."""
+    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
 class _Workspace(threading.local):
@@ -139,48 +181,73 @@ class _Chunk:
         return self.r1 - self.r0
 
 
-def _chunks(batch: int, small: tuple[int, int], row_bytes: int) -> Iterator[_Chunk]:
-    """Cut ``batch`` images of ``small`` pixels into chunks whose columns fit CHUNK_BYTES."""
+def _plan(batch: int, small: tuple[int, int], row_bytes: int) -> tuple[list[_Chunk], bool]:
+    """Chunks of ``batch`` small images whose column rows (``row_bytes`` each) fit CHUNK_BYTES.
+
+    Returns the chunks and whether images had to be split into row blocks.
+    """
     height, width = small
     pixels = max(1, CHUNK_BYTES // max(1, row_bytes))
     if pixels >= height * width:
         step = pixels // (height * width)
-        for n0 in range(0, batch, step):
-            yield _Chunk(n0, min(batch, n0 + step), 0, height)
-        return
+        return [_Chunk(n0, min(batch, n0 + step), 0, height) for n0 in range(0, batch, step)], False
     step = max(1, pixels // width)
-    for n in range(batch):
-        for r0 in range(0, height, step):
-            yield _Chunk(n, n + 1, r0, min(height, r0 + step))
+    return [_Chunk(n, n + 1, r0, min(height, r0 + step))
+            for n in range(batch) for r0 in range(0, height, step)], True
 
 
-def _split(batch: int, small: tuple[int, int], row_bytes: int) -> tuple[list[_Chunk], bool]:
-    """The chunk plan and whether it splits images into row blocks."""
-    plan = list(_chunks(batch, small, row_bytes))
-    return plan, any(chunk.rows < small[0] for chunk in plan)
+def _rows(data: Tensor, chunk: _Chunk) -> Tensor:
+    """The chunk's pixels of channels-last ``data`` as a matrix ``(pixels, C)``."""
+    return data[chunk.n0:chunk.n1, chunk.r0:chunk.r1].reshape(-1, data.shape[-1])
 
 
-def _padded_rows(win: Window, chunk: _Chunk, large_h: int, whole: bool) -> tuple[int, int]:
-    """Range ``[a0, a1)`` of padded large-image rows that a chunk's windows touch."""
-    a0 = chunk.r0 * win.stride[0]
-    a1 = (chunk.r1 - 1) * win.stride[0] + win.span(0)
-    if whole:
-        a1 = max(a1, large_h + 2 * win.padding[0])
-    return a0, a1
+def tap_view(padded: Tensor, win: Window, i: int, j: int, small: tuple[int, int]) -> Tensor:
+    """The pixels of a padded channels-last image that kernel tap ``(i, j)`` reads.
+
+    Returns a strided view ``(N, small_h, small_w, C)`` of ``padded``: writing to it
+    scatters values back to where the tap read them.
+    """
+    (sh, sw), (dh, dw) = win.stride, win.dilation
+    return padded[:, i * dh:i * dh + (small[0] - 1) * sh + 1:sh,
+                  j * dw:j * dw + (small[1] - 1) * sw + 1:sw]
+
+
+def _overlap(start: int, stop: int, offset: int, size: int) -> tuple[int, int]:
+    """Part of the padded range ``[start, stop)`` that holds image pixels ``[0, size)``."""
+    return max(start, offset), min(stop, offset + size)
+
+
+def _padded(source: Tensor, top: int, left: int, height: int, width: int, name: str) -> Tensor:
+    """Workspace copy ``(N, height, width, C)`` of channels-last ``source`` moved by (top, left).
+
+    Pixel ``(r, c)`` of the result is ``source[:, r - top, c - left]``, zero outside
+    ``source``; negative offsets crop.
+    """
+    batch, rows, cols, channels = source.shape
+    buffer = _workspace.get(name, (batch, height, width, channels), source)
+    lo, hi = _overlap(0, height, top, rows)
+    first, last = _overlap(0, width, left, cols)
+    if lo >= hi or first >= last:
+        return buffer.zero_()
+    buffer[:, :lo].zero_()
+    buffer[:, hi:].zero_()
+    buffer[:, lo:hi, :first].zero_()
+    buffer[:, lo:hi, last:].zero_()
+    buffer[:, lo:hi, first:last] = source[:, lo - top:hi - top, first - left:last - left]
+    return buffer
 
 
 def _im2col(large: Tensor, win: Window, chunk: _Chunk, small_w: int) -> Tensor:
     """Column matrix ``(pixels, kh * kw * C)`` of one chunk of the channels-last ``large``."""
     _, height, width, channels = large.shape
     (ph, pw), (sh, sw), (dh, dw) = win.padding, win.stride, win.dilation
-    a0, a1 = _padded_rows(win, chunk, height, whole=False)
-    if ph == 0 and pw == 0:
-        source = large[chunk.n0:chunk.n1, a0:a1]
+    a0, a1 = chunk.r0 * sh, (chunk.r1 - 1) * sh + win.span(0)
+    b1 = win.reach(1, small_w)
+    images = large[chunk.n0:chunk.n1]
+    if ph == 0 and pw == 0 and a1 <= height and b1 <= width:
+        source = images[:, a0:a1]
     else:
-        source = _workspace.get("pad", (chunk.images, a1 - a0, width + 2 * pw, channels), large)
-        lo, hi = max(a0, ph), min(a1, ph + height)
-        _zero_border(source, lo - a0, hi - a0, pw, width)
-        source[:, lo - a0:hi - a0, pw:pw + width] = large[chunk.n0:chunk.n1, lo - ph:hi - ph]
+        source = _padded(images, ph - a0, pw, a1 - a0, b1, "pad")
     n_s, h_s, w_s, c_s = source.stride()
     view = source.as_strided(
         (chunk.images, chunk.rows, small_w, win.kernel[0], win.kernel[1], channels),
@@ -191,43 +258,27 @@ def _im2col(large: Tensor, win: Window, chunk: _Chunk, small_w: int) -> Tensor:
     return cols.view(chunk.images * chunk.rows * small_w, win.taps * channels)
 
 
-def _zero_border(buffer: Tensor, lo: int, hi: int, pw: int, width: int) -> None:
-    """Zero the rows outside ``[lo, hi)`` and the ``pw`` columns on each side of a pad buffer."""
-    buffer[:, :lo].zero_()
-    buffer[:, hi:].zero_()
-    if pw:
-        buffer[:, lo:hi, :pw].zero_()
-        buffer[:, lo:hi, pw + width:].zero_()
-
-
-def tap_view(padded: Tensor, win: Window, i: int, j: int, small: tuple[int, int]) -> Tensor:
-    """The pixels of the padded channels-last image that kernel tap ``(i, j)`` reads.
-
-    Returns a strided view ``(N, small_h, small_w, C)`` of ``padded``: writing to it
-    scatters values back to where the tap read them.
-    """
-    (sh, sw), (dh, dw) = win.stride, win.dilation
-    return padded[:, i * dh:i * dh + (small[0] - 1) * sh + 1:sh,
-                  j * dw:j * dw + (small[1] - 1) * sw + 1:sw]
-
-
 def _col2im(cols: Tensor, win: Window, chunk: _Chunk, large: Tensor, small_w: int,
             whole: bool, bias: Tensor | None = None) -> None:
     """Sum one chunk's columns back onto the channels-last ``large`` (in place).
 
-    With ``whole`` (the chunk holds whole images) the result overwrites the chunk's images
-    (plus ``bias``); otherwise it is added to them, as row blocks of one image overlap.
+    With ``whole`` (the chunk holds whole images) the result overwrites the chunk's
+    images (plus ``bias``); otherwise it is added to them (row blocks overlap). Needs
+    non-negative padding, so that every image pixel lies in the summed region.
     """
     _, height, width, channels = large.shape
     ph, pw = win.padding
-    a0, a1 = _padded_rows(win, chunk, height, whole)
-    target = _workspace.get("pad", (chunk.images, a1 - a0, width + 2 * pw, channels), large)
+    a0, a1 = chunk.r0 * win.stride[0], (chunk.r1 - 1) * win.stride[0] + win.span(0)
+    if whole:
+        a1 = max(a1, ph + height)
+    b1 = max(win.reach(1, small_w), pw + width)
+    target = _workspace.get("pad", (chunk.images, a1 - a0, b1, channels), large)
     target.zero_()
     blocks = cols.view(chunk.images, chunk.rows, small_w, win.kernel[0], win.kernel[1], channels)
     for i in range(win.kernel[0]):
         for j in range(win.kernel[1]):
             tap_view(target, win, i, j, (chunk.rows, small_w)).add_(blocks[:, :, :, i, j])
-    lo, hi = max(a0, ph), min(a1, ph + height)
+    lo, hi = _overlap(a0, a1, ph, height)
     inner = target[:, lo - a0:hi - a0, pw:pw + width]
     destination = large[chunk.n0:chunk.n1, lo - ph:hi - ph]
     if not whole:
@@ -238,20 +289,16 @@ def _col2im(cols: Tensor, win: Window, chunk: _Chunk, large: Tensor, small_w: in
         torch.add(inner, bias, out=destination)
 
 
-def _rows(data: Tensor, chunk: _Chunk) -> Tensor:
-    """The chunk's pixels of channels-last ``data`` as a matrix ``(pixels, C)`` (a view)."""
-    return data[chunk.n0:chunk.n1, chunk.r0:chunk.r1].reshape(-1, data.shape[-1])
+def conv2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
+           small: tuple[int, int]) -> Tensor:
+    """Convolution (cross-correlation) of channels-last ``x`` by im2col and multiplication.
 
-
-def conv2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window) -> Tensor:
-    """Convolution (cross-correlation) of channels-last ``x`` with ``wmat`` ``(kh*kw*C, O)``.
-
-    Returns the channels-last output ``(N, Ho, Wo, O)``.
+    ``wmat``: ``(kh * kw * C, O)`` (see :func:`conv_matrix`); ``small``: the output's
+    (height, width). Returns the channels-last output ``(N, Ho, Wo, O)``.
     """
-    batch, height, width, channels = x.shape
-    small = win.output_size(height, width)
+    batch = x.shape[0]
     out = torch.empty(batch, small[0], small[1], wmat.shape[1], dtype=x.dtype, device=x.device)
-    plan, _ = _split(batch, small, wmat.shape[0] * x.element_size())
+    plan, _ = _plan(batch, small, wmat.shape[0] * x.element_size())
     for chunk in plan:
         cols = _im2col(x, win, chunk, small[1])
         if bias is None:
@@ -263,22 +310,23 @@ def conv2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window) -> Tensor:
 
 def conv2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
                     input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
-    """Gradients of :func:`conv2d` for the output gradient ``grad`` (channels-last).
+    """Gradients of :func:`conv2d` for the channels-last output gradient ``grad``.
 
-    Returns ``(grad_x, grad_wmat)``: ``grad_x`` channels-last like ``x`` (None unless
-    ``input_grad``) and ``grad_wmat`` shaped like ``wmat``.
+    Recomputes the columns of ``x``; the input gradient goes back through col2im.
+    Returns ``(grad_x, grad_w)``: ``grad_x`` like ``x`` (None unless ``input_grad``) and
+    ``grad_w`` the transpose ``(O, kh * kw * C)`` of ``wmat``'s gradient.
     """
-    batch, height, width, _ = x.shape
-    small = grad.shape[1:3]
-    grad_w = torch.zeros_like(wmat)
-    plan, split = _split(batch, small, wmat.shape[0] * x.element_size())
+    batch = x.shape[0]
+    small = (grad.shape[1], grad.shape[2])
+    grad_w = wmat.new_zeros(wmat.shape[1], wmat.shape[0])
+    plan, split = _plan(batch, small, wmat.shape[0] * x.element_size())
     grad_x = None
     if input_grad:
-        grad_x = (torch.zeros_like if split else torch.empty_like)(x)
+        grad_x = torch.zeros_like(x) if split else torch.empty_like(x)
     for chunk in plan:
         cols = _im2col(x, win, chunk, small[1])
         rows = _rows(grad, chunk)
-        grad_w.addmm_(cols.t(), rows)
+        grad_w.addmm_(rows.t(), cols)
         if grad_x is not None:
             torch.mm(rows, wmat.t(), out=cols)
             _col2im(cols, win, chunk, grad_x, small[1], whole=not split)
@@ -286,16 +334,19 @@ def conv2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
 
 
 def conv_transpose2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
-                     out_size: tuple[int, int]) -> Tensor:
-    """Transposed convolution of channels-last ``x`` with ``wmat`` ``(C, kh*kw*O)``.
+                     large: tuple[int, int]) -> Tensor:
+    """Transposed convolution of channels-last ``x`` by multiplication and col2im.
 
-    ``out_size`` is the output's (height, width): the large image of ``win`` whose small
-    image is ``x``. Returns the channels-last output ``(N, H, W, O)``.
+    ``wmat``: ``(C, kh * kw * O)`` (see :func:`transposed_matrix`); ``large``: the
+    output's (height, width), the large image of ``win`` whose small image is ``x``.
+    Returns the channels-last output ``(N, H, W, O)``.
     """
+    if min(win.padding) < 0:
+        raise ValueError("col2im needs non-negative padding")
     batch, small_h, small_w, _ = x.shape
-    out_channels = wmat.shape[1] // win.taps
-    out = torch.empty(batch, out_size[0], out_size[1], out_channels, dtype=x.dtype, device=x.device)
-    plan, split = _split(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
+    out = torch.empty(batch, large[0], large[1], wmat.shape[1] // win.taps,
+                      dtype=x.dtype, device=x.device)
+    plan, split = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
     if split:
         out.zero_()
     for chunk in plan:
@@ -309,14 +360,16 @@ def conv_transpose2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
 
 def conv_transpose2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
                               input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
-    """Gradients of :func:`conv_transpose2d` for the output gradient ``grad`` (channels-last).
+    """Gradients of :func:`conv_transpose2d` for the channels-last output gradient ``grad``.
 
-    Returns ``(grad_x, grad_wmat)`` as :func:`conv2d_backward` does.
+    Builds the columns of ``grad`` (``grad`` may be a strided view) and multiplies.
+    Returns ``(grad_x, grad_w)``: ``grad_x`` like ``x`` (None unless ``input_grad``) and
+    ``grad_w`` shaped like ``wmat``.
     """
     batch, small_h, small_w, _ = x.shape
     grad_w = torch.zeros_like(wmat)
     grad_x = torch.empty_like(x) if input_grad else None
-    plan, _ = _split(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
+    plan, _ = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
     for chunk in plan:
         cols = _im2col(grad, win, chunk, small_w)
         rows = _rows(x, chunk)
@@ -324,3 +377,56 @@ def conv_transpose2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window
         if grad_x is not None:
             torch.mm(cols, wmat.t(), out=_rows(grad_x, chunk))
     return grad_x, grad_w
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Output pixels ``(a + s_h * q, b + s_w * r)`` of nearest upsampling then a stride-1 conv.
+
+    They form a stride-1 convolution of the *low-resolution* input whose kernel is
+    ``merge[0] @ w @ merge[1].T``: the taps that read the same low-resolution pixel are
+    summed. ``window`` is that convolution's geometry, ``size`` its output size.
+    """
+
+    offset: tuple[int, int]
+    window: Window
+    size: tuple[int, int]
+    taps: tuple[tuple[int, ...], tuple[int, ...]]
+
+    def merge(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """The 0/1 matrices ``(R, k)`` that sum the kernel taps, one per axis."""
+        matrices = []
+        for axis, rows in enumerate(self.taps):
+            matrix = like.new_zeros(self.window.kernel[axis], len(rows))
+            matrix[torch.tensor(rows, device=like.device), torch.arange(len(rows), device=like.device)] = 1
+            matrices.append(matrix)
+        return matrices[0], matrices[1]
+
+
+def _axis_phase(a: int, scale: int, kernel: int, padding: int, dilation: int,
+                out: int) -> tuple[int, tuple[int, ...], int, int]:
+    """One axis of a :class:`Phase`: padding, merged tap of each tap, kernel size, outputs.
+
+    Output ``a + scale * q`` reads upsampled pixel ``a + scale * q - padding + t * dilation``
+    for tap ``t``, that is low-resolution pixel ``q + (a - padding + t * dilation) // scale``.
+    """
+    shifts = [(a - padding + t * dilation) // scale for t in range(kernel)]
+    first = shifts[0]
+    return -first, tuple(s - first for s in shifts), shifts[-1] - first + 1, -(-(out - a) // scale)
+
+
+def upsample_phases(scale: tuple[int, int], win: Window, out: tuple[int, int]) -> list[Phase]:
+    """The phases of nearest upsampling by ``scale`` followed by a stride-1 ``win``.
+
+    ``out`` is the output size; phases without output pixels are left out.
+    """
+    if win.stride != (1, 1):
+        raise ValueError("the phase decomposition needs a stride-1 convolution")
+    phases = []
+    for a in range(min(scale[0], out[0])):
+        top, rows, kh, qh = _axis_phase(a, scale[0], win.kernel[0], win.padding[0], win.dilation[0], out[0])
+        for b in range(min(scale[1], out[1])):
+            left, cols, kw, qw = _axis_phase(b, scale[1], win.kernel[1], win.padding[1],
+                                             win.dilation[1], out[1])
+            phases.append(Phase((a, b), Window((kh, kw), (1, 1), (top, left)), (qh, qw), (rows, cols)))
+    return phases

@@ -98,6 +98,11 @@ class Conv2d(_ConvBase):
     ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are ints or (h, w) pairs.
     Set ``input_grad = False`` on a first layer to skip the input gradient
     (``backward`` then returns None), as autograd does for inputs without gradients.
+
+    A stride-1 convolution is computed, in each direction, by whichever of the two
+    formulations of :mod:`~denoise.scratch.functional` builds the narrower column
+    matrix: im2col of the input (``kh * kw * in`` columns) or of the output side
+    (``kh * kw * out`` columns, the convolution seen as a transposed one).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -111,27 +116,50 @@ class Conv2d(_ConvBase):
         """Spatial size of the output for an input of ``height`` x ``width``."""
         return self.window.output_size(height, width)
 
-    def _weight_matrix(self) -> Tensor:
-        """The weight as the ``(kh * kw * in, out)`` matrix of the channels-last kernels."""
-        return self.weight.data.permute(2, 3, 1, 0).reshape(-1, self.out_channels)
-
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self, channels=self.in_channels, like=self.weight.data)
+        small = self.output_size(x.shape[2], x.shape[3])
         x_nhwc = F.to_nhwc(x)
-        wmat = self._weight_matrix()
-        y = F.from_nhwc(F.conv2d(x_nhwc, wmat, self._bias_data(), self.window))
-        self._save(x_nhwc, wmat, y.shape)
+        weight = self.weight.data.clone()
+        y = F.from_nhwc(conv_forward(x_nhwc, weight, self._bias_data(), self.window, small))
+        self._save(x_nhwc, weight, y.shape)
         return y
 
     def backward(self, grad: Tensor) -> Tensor | None:
-        x_nhwc, wmat, shape = self._pop_saved()
+        x_nhwc, weight, shape = self._pop_saved()
         grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
-        grad_x, grad_w = F.conv2d_backward(x_nhwc, grad_nhwc, wmat, self.window, self.input_grad)
-        kh, kw = self.kernel_size
-        self.weight.grad.add_(grad_w.view(kh, kw, self.in_channels, self.out_channels)
-                              .permute(3, 2, 0, 1))
+        grad_x, grad_w = conv_backward(x_nhwc, grad_nhwc, weight, self.window, self.input_grad)
+        self.weight.grad.add_(grad_w)
         self._accumulate_bias(grad_nhwc)
         return None if grad_x is None else F.from_nhwc(grad_x)
+
+
+def _flipped_ok(win: F.Window) -> bool:
+    """Whether a window is stride 1 with padding small enough for the transposed form."""
+    return win.stride == (1, 1) and min(F.flip(win).padding) >= 0
+
+
+def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
+                 small: tuple[int, int]) -> Tensor:
+    """Channels-last convolution by the cheaper formulation (``weight``: ``(O, C, kh, kw)``)."""
+    out_channels, in_channels = weight.shape[:2]
+    if win.taps * out_channels <= in_channels and _flipped_ok(win):
+        tmat = F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
+        return F.conv_transpose2d(x, tmat, bias, F.flip(win), small)
+    return F.conv2d(x, F.conv_matrix(weight), bias, win, small)
+
+
+def conv_backward(x: Tensor, grad: Tensor, weight: Tensor, win: F.Window,
+                  input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
+    """Gradients ``(grad_x, grad_weight)`` of :func:`conv_forward`, by the cheaper formulation."""
+    out_channels, in_channels, kh, kw = weight.shape
+    if win.stride == (1, 1) and out_channels <= in_channels:
+        tmat = F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
+        grad_x, grad_t = F.conv_transpose2d_backward(x, grad, tmat, F.flip(win), input_grad)
+        grad_w = grad_t.view(in_channels, kh, kw, out_channels).permute(3, 0, 1, 2).flip(2, 3)
+        return grad_x, grad_w
+    grad_x, grad_m = F.conv2d_backward(x, grad, F.conv_matrix(weight), win, input_grad)
+    return grad_x, grad_m.view(out_channels, kh, kw, in_channels).permute(0, 3, 1, 2)
 
 
 class TransposeConv2d(_ConvBase):
@@ -164,15 +192,11 @@ class TransposeConv2d(_ConvBase):
                                f"output {sizes}; reduce the padding or pass a larger input")
         return sizes[0], sizes[1]
 
-    def _weight_matrix(self) -> Tensor:
-        """The weight as the ``(in, kh * kw * out)`` matrix of the channels-last kernels."""
-        return self.weight.data.permute(0, 2, 3, 1).reshape(self.in_channels, -1)
-
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self, channels=self.in_channels, like=self.weight.data)
         size = self.output_size(x.shape[2], x.shape[3])
         x_nhwc = F.to_nhwc(x)
-        wmat = self._weight_matrix()
+        wmat = F.transposed_matrix(self.weight.data)
         y = F.from_nhwc(F.conv_transpose2d(x_nhwc, wmat, self._bias_data(), self.window, size))
         self._save(x_nhwc, wmat, y.shape)
         return y
@@ -254,6 +278,12 @@ class Upsampling(Sequential):
     sequence ``(NearestUpsampling, Conv2d)``, so its state-dict keys are ``"1.weight"`` and
     ``"1.bias"``: those of the twin ``torch.nn.Sequential(torch.nn.Upsample(
     scale_factor=s, mode="nearest"), torch.nn.Conv2d(...))``.
+
+    With a stride-1 convolution the upsampled image is never built: the output pixels
+    of each phase ``(a, b)`` (``s * s`` of them) are a stride-1 convolution of the
+    low-resolution input with a kernel whose taps that read the same input pixel are
+    summed (see :func:`~denoise.scratch.functional.upsample_phases`): the same result
+    with ``s * s`` fewer rows, and less memory.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, scale_factor=2,
@@ -271,13 +301,44 @@ class Upsampling(Sequential):
     def conv(self) -> Conv2d:
         return self[1]
 
-    @property
-    def weight(self) -> Parameter:
-        return self.conv.weight
+    def forward(self, x: Tensor) -> Tensor:
+        conv = self.conv
+        if conv.stride != (1, 1):
+            self._save(None)
+            return super().forward(x)
+        check_input(x, self, channels=conv.in_channels, like=conv.weight.data)
+        sh, sw = self.upsample.scale_factor
+        size = conv.output_size(x.shape[2] * sh, x.shape[3] * sw)
+        phases = F.upsample_phases((sh, sw), conv.window, size)
+        x_nhwc = F.to_nhwc(x)
+        weight = conv.weight.data.clone()
+        y = x_nhwc.new_empty(x.shape[0], size[0], size[1], conv.out_channels)
+        for phase in phases:
+            (a, b), (rows, cols) = phase.offset, phase.merge(weight)
+            kernel = rows @ weight @ cols.t()
+            y[:, a::sh, b::sw] = conv_forward(x_nhwc, kernel, conv._bias_data(), phase.window,
+                                              phase.size)
+        out = F.from_nhwc(y)
+        self._save(x_nhwc, weight, phases, out.shape)
+        return out
 
-    @property
-    def bias(self) -> Parameter | None:
-        return self.conv.bias
+    def backward(self, grad: Tensor) -> Tensor:
+        saved = self._pop_saved()
+        if saved[0] is None:
+            return super().backward(grad)
+        x_nhwc, weight, phases, shape = saved
+        grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
+        sh, sw = self.upsample.scale_factor
+        grad_x, grad_w = None, torch.zeros_like(weight)
+        for phase in phases:
+            (a, b), (rows, cols) = phase.offset, phase.merge(weight)
+            part_x, part_w = conv_backward(x_nhwc, grad_nhwc[:, a::sh, b::sw],
+                                           rows @ weight @ cols.t(), phase.window)
+            grad_w.add_(rows.t() @ part_w @ cols)
+            grad_x = part_x if grad_x is None else grad_x.add_(part_x)
+        self.conv.weight.grad.add_(grad_w)
+        self.conv._accumulate_bias(grad_nhwc)
+        return F.from_nhwc(grad_x)
 
 
 class MaxPool2d(Module):

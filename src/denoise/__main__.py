@@ -1,0 +1,6 @@
+"""`python -m denoise ...` is the `denoise` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
