@@ -199,6 +199,7 @@ def test_export_weights_and_model_card(folder, tmp_path):
     assert card["training"]["steps"] == 3 and card["status"] == "interim: step 3 of 6"
     assert card["reproduce"] == "denoise train --config c.json --stop-at 3"
     assert card["validation"]["psnr_db"] == pytest.approx(_ckpt(tmp_path / "r")["last_val_psnr"])
+    assert card["validation"]["at_step"] == 3
     for key in ("data", "noise", "wall_time_s", "hardware"):
         assert card[key]
     model = create_model("unet-small", weights=path, channels=1, features=4)
@@ -228,9 +229,10 @@ def test_cli_config_file_flags_and_errors(folder, tmp_path, capsys):
 @pytest.mark.slow
 def test_training_improves_psnr_on_real_images(data_root, tmp_path):
     """A short noisy-target run on Train400 beats the noisy input on held-out images."""
-    cfg = TrainConfig(model="unet-small", model_kwargs={"features": 16}, train_dir=str(data_root / "Train400"),
-                      noise="gaussian:25", val_count=4, val_crop=64, crop=32, batch_size=8, steps=60,
-                      checkpoint_every=30, lr=1e-3, out=str(tmp_path / "r"), progress=False, plot=False)
+    cfg = TrainConfig(model="n2n-unet", model_kwargs={"features": 16, "residual": True},
+                      train_dir=str(data_root / "Train400"), noise="gaussian:25", val_count=4, val_crop=64,
+                      crop=32, batch_size=8, steps=150, checkpoint_every=150, lr=1e-3, out=str(tmp_path / "r"),
+                      progress=False, plot=False, threads=1)
     trainer = Trainer(cfg)
     noisy = torch.cat([T.psnr(n.clamp(0, 1), c) for n, c in trainer.data.validation()]).mean()
     result = trainer.fit()

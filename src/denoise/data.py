@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import torch
 
 from .errors import ImageReadError, InputError
-from .io import list_images, read_image
+from .io import list_images, read_image, rgb_to_gray
 from .noise import parse_noise
 
 NoiseFn = Callable[..., torch.Tensor]
@@ -54,8 +54,7 @@ def _as_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     if x.shape[0] == channels:
         return x
     if channels == 1:
-        w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(3, 1, 1)
-        return (x * w).sum(0, keepdim=True)
+        return rgb_to_gray(x[None])[0]
     return x.expand(3, -1, -1).contiguous()
 
 

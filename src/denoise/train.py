@@ -396,6 +396,7 @@ class Trainer:
         self.elapsed_s = 0.0
         self.window = [0.0, 0]  # loss sum and count since the last log row
         self.last_val: float | None = None
+        self.last_val_step: int | None = None
         self._stop_signal: int | None = None
         self._val_cache: list | None = None
         self.net = self._wrap(self.model)
@@ -426,6 +427,7 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "window": list(self.window),
             "last_val_psnr": self.last_val,
+            "last_val_step": self.last_val_step,
             "world_size": self.dist.world,
         }
 
@@ -451,6 +453,7 @@ class Trainer:
         self.elapsed_s = float(ckpt["elapsed_s"])
         self.window = [float(ckpt["window"][0]), int(ckpt["window"][1])]
         self.last_val = ckpt.get("last_val_psnr")
+        self.last_val_step = ckpt.get("last_val_step")
 
     def save_checkpoint(self) -> Path:
         """Write ``checkpoint.pt`` atomically; on failure the previous one stays intact."""
@@ -562,7 +565,7 @@ class Trainer:
                 bar.update(1)
                 val = self.validate() if (self.step % val_every == 0 or self.step == end) and self.dist.main else None
                 if val is not None:
-                    self.last_val = val
+                    self.last_val, self.last_val_step = val, self.step
                 if self.step % cfg.log_every == 0 or val is not None or self.step == end:
                     now = time.perf_counter()
                     row = self._log_row(lr=learning_rate(self.step - 1, cfg),
@@ -758,7 +761,8 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
                      "channels_last": cfg.channels_last, "amp": cfg.amp},
         "wall_time_s": round(float(ckpt["elapsed_s"]), 1),
         "hardware": hardware_description(cfg.device, cfg.threads),
-        "validation": {"psnr_db": ckpt.get("last_val_psnr"), "noise": default_val_noise(cfg),
+        "validation": {"psnr_db": ckpt.get("last_val_psnr"), "at_step": ckpt.get("last_val_step"),
+                       "noise": default_val_noise(cfg),
                        "images": f"last {cfg.val_count} of the sorted training folder (held out)",
                        "crop": cfg.val_crop, "outputs_clipped": True},
         "reproduce": command,

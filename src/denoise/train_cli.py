@@ -15,7 +15,6 @@ import dataclasses
 import json
 import shlex
 import sys
-import typing
 from pathlib import Path
 
 from .errors import DenoiseError

@@ -21,10 +21,31 @@ def _cmd_data_ee559(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    """``denoise ee559 export DIR``: write the course's project folder."""
     from .export import export_project
 
     root = export_project(args.dir, overwrite=args.force)
-    print(f"wrote the course project folder {root} (Miniproject_1, Miniproject_2)")
+    print(f"wrote the course project folder {root}: Miniproject_1 and Miniproject_2, each with "
+          "__init__.py, model.py and bestmodel.pth")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """``denoise ee559 train N``: the training run behind mini-project N's shipped weights."""
+    import shlex
+    import sys
+
+    import torch
+
+    from .pretrain import pretrain
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "denoise " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command is None \
+        else args.command
+    path = pretrain(args.project, args.data, epochs=args.epochs, holdout=args.holdout,
+                    name=args.name, weights_dir=args.weights_dir, seed=args.seed, command=command)
+    print(f"wrote {path} and its model card {path.with_suffix('.json')}")
     return 0
 
 
@@ -58,3 +79,22 @@ def register(subparsers) -> None:
     e.add_argument("dir", help="project folder to write (e.g. Proj_000000_000000_000000)")
     e.add_argument("--force", action="store_true", help="overwrite an existing project folder's files")
     e.set_defaults(func=_cmd_export)
+
+    t = ee_sub.add_parser("train", help="train a mini-project's model and write its weights",
+                          description="Train denoise.ee559.projectN.Model with its own train() on "
+                                      "DATA/train_data.pkl minus the last --holdout pairs, keep the "
+                                      "epoch that scores best on those held-out pairs, score it once "
+                                      "on DATA/val_data.pkl, and write NAME.safetensors and the "
+                                      "model card NAME.json (default: the package's weights).")
+    t.add_argument("project", type=int, choices=(1, 2), help="mini-project number")
+    t.add_argument("--data", required=True, help="folder with train_data.pkl and val_data.pkl")
+    t.add_argument("--epochs", type=int, required=True, help="training epochs over the pairs")
+    t.add_argument("--holdout", type=int, default=1000,
+                   help="training pairs held out to choose the epoch (default 1000)")
+    t.add_argument("--name", default=None, help="weights name (default ee559-projectN)")
+    t.add_argument("--weights-dir", default=None,
+                   help="folder for NAME.safetensors and NAME.json (default: the package's weights)")
+    t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--command", default=None, help=argparse.SUPPRESS)
+    t.set_defaults(func=_cmd_train)

@@ -43,13 +43,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import ImageWriteError, InputError
+from ..errors import ImageReadError, ImageWriteError, InputError
 from ..io import list_images, read_image
 from ..metrics import psnr
 from ..utils import atomic_path
 
 __all__ = ["EE559Data", "split_sources", "random_crops", "noisy_uint8", "course_psnr",
-           "calibrate_sigma", "build_ee559_data", "write_ee559_data", "TRAIN_FILE", "VAL_FILE",
+           "calibrate_sigma", "build_ee559_data", "write_ee559_data", "load_course_pair", "save_torch", "TRAIN_FILE", "VAL_FILE",
            "RECIPE_FILE"]
 
 TRAIN_FILE = "train_data.pkl"
@@ -72,11 +72,13 @@ class EE559Data:
     train_images: list[str]     # names of the source images of each split
     val_images: list[str]
     seed: int
+    sources: str                # where the two splits come from, in words
 
     def recipe(self) -> dict:
         """What :func:`write_ee559_data` records in ``recipe.json``."""
         return {
             "seed": self.seed,
+            "sources": self.sources,
             "sigma_255": round(self.sigma, 4),
             "noisy_val_psnr_db": round(course_psnr(self.val_input, self.val_target), 4),
             "n_train": int(self.train_input.shape[0]),
@@ -218,15 +220,43 @@ def build_ee559_data(source: str | Path, *, val_source: str | Path | None = None
     train_clean = random_crops(train_imgs, n_train, size, g)
     train_input = noisy_uint8(train_clean, sigma, g)
     train_target = noisy_uint8(train_clean, sigma, g)
+    sources = (f"training: {Path(source).name} ({len(train_names)} images); validation: "
+               + (f"{Path(val_source).name} ({len(val_names)} images)" if val_source is not None else
+                  f"the last {len(val_paths)} images of {Path(source).name} by name ({len(val_names)} used)"))
     return EE559Data(train_input, train_target, val_noisy, val_clean, sigma,
-                     train_names, val_names, seed)
+                     train_names, val_names, seed, sources)
+
+
+def save_torch(obj, path: str | Path, *, overwrite: bool = False) -> None:
+    """``torch.save`` to ``path`` atomically, byte for byte reproducible (the archive is
+    written through a file object, so its inner name does not depend on a temporary name)."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+        tmp.chmod(0o644)
 
 
 def save_pair(path: str | Path, a: torch.Tensor, b: torch.Tensor, *, overwrite: bool = False) -> None:
-    """Write a tuple of two tensors as the course's ``.pkl`` files (``torch.save``), atomically."""
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        torch.save((a.contiguous(), b.contiguous()), tmp)
-        tmp.chmod(0o644)
+    """Write a tuple of two tensors as the course's ``.pkl`` files are written (``torch.save``)."""
+    save_torch((a.contiguous(), b.contiguous()), path, overwrite=overwrite)
+
+
+def load_course_pair(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two uint8 tensors (N, 3, H, W) of a course ``.pkl`` file, read without running
+    code from it (``weights_only=True``); InputError / ImageReadError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"course data file not found: {path}; build it with 'denoise data ee559'")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, unpickling and weights_only errors all mean a bad file
+        raise ImageReadError(f"cannot read {path} as a pair of tensors: {str(exc).splitlines()[0]}") from None
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2
+            and all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.dim() == 4
+                    and t.shape[1] == 3 and t.shape[0] > 0 for t in obj)
+            and obj[0].shape == obj[1].shape):
+        raise InputError(f"{path} must hold two uint8 tensors (N, 3, H, W) of the same shape")
+    return obj[0], obj[1]
 
 
 def write_ee559_data(out: str | Path, data: EE559Data, *, overwrite: bool = False) -> tuple[Path, Path]:

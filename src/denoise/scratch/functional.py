@@ -379,6 +379,66 @@ def conv_transpose2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window
     return grad_x, grad_w
 
 
+def _image_groups(batch: int, image_bytes: int) -> list[tuple[int, int]]:
+    """Ranges of whole images whose buffers (``image_bytes`` each) fit CHUNK_BYTES (>= 1 image)."""
+    step = max(1, CHUNK_BYTES // max(1, image_bytes))
+    return [(n0, min(batch, n0 + step)) for n0 in range(0, batch, step)]
+
+
+#: Rows of the output block kept in cache while the taps of :func:`_shifted_sum` add up.
+BLOCK_ROWS = 2048
+
+
+def _shifted_sum(flat: Tensor, taps: Tensor, offsets: list[int], rows: int, out: Tensor,
+                 bias: Tensor | None) -> None:
+    """``out[v] = bias + sum_t flat[v + offsets[t]] @ taps[t]`` for the first ``rows`` rows."""
+    for v0 in range(0, rows, BLOCK_ROWS):
+        v1 = min(rows, v0 + BLOCK_ROWS)
+        block = out[v0:v1]
+        for t, offset in enumerate(offsets):
+            source = flat[v0 + offset:v1 + offset]
+            if t > 0:
+                block.addmm_(source, taps[t])
+            elif bias is None:
+                torch.mm(source, taps[0], out=block)
+            else:
+                torch.addmm(bias, source, taps[0], out=block)
+
+
+def _offsets(win: Window, row_length: int) -> list[int]:
+    """Flat offsets of the kernel taps in an image whose rows hold ``row_length`` pixels."""
+    return [i * win.dilation[0] * row_length + j * win.dilation[1]
+            for i in range(win.kernel[0]) for j in range(win.kernel[1])]
+
+
+def conv2d_shifted(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
+                   small: tuple[int, int]) -> Tensor:
+    """Stride-1 convolution as a sum of shifted matrix products, without im2col.
+
+    In a padded image flattened to ``(pixels, C)``, tap ``(i, j)`` of the output pixel at
+    flat position ``v`` reads row ``v + i * dh * width + j * dw``: each tap is one product
+    of a contiguous slice with the ``(C, O)`` kernel slice, for all pixels at once. The
+    ``kernel_width - 1`` wrapped columns of each row are computed and dropped. Same
+    arguments and result as :func:`conv2d`.
+    """
+    if win.stride != (1, 1):
+        raise ValueError("the shifted formulation needs stride 1")
+    batch, _, _, channels = x.shape
+    out_channels = wmat.shape[1]
+    taps = wmat.view(win.taps, channels, out_channels)
+    height, width = win.reach(0, small[0]), win.reach(1, small[1])
+    offsets = _offsets(win, width)
+    out = x.new_empty(batch, small[0], small[1], out_channels)
+    for n0, n1 in _image_groups(batch, height * width * max(channels, out_channels) * x.element_size()):
+        padded = _padded(x[n0:n1], win.padding[0], win.padding[1], height, width, "pad")
+        images = n1 - n0
+        virtual = _workspace.get("virtual", (images * height * width, out_channels), x)
+        rows = (images - 1) * height * width + (small[0] - 1) * width + small[1]
+        _shifted_sum(padded.view(-1, channels), taps, offsets, rows, virtual, bias)
+        out[n0:n1] = virtual.view(images, height, width, out_channels)[:, :small[0], :small[1]]
+    return out
+
+
 @dataclass(frozen=True)
 class Phase:
     """Output pixels ``(a + s_h * q, b + s_w * r)`` of nearest upsampling then a stride-1 conv.

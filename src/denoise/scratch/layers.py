@@ -134,6 +134,11 @@ class Conv2d(_ConvBase):
         return None if grad_x is None else F.from_nhwc(grad_x)
 
 
+#: Narrowest input channel count for which a stride-1 convolution's forward pass uses
+#: shifted products (each tap is a product with that many columns: too few is slow).
+SHIFTED_MIN_CHANNELS = 16
+
+
 def _flipped_ok(win: F.Window) -> bool:
     """Whether a window is stride 1 with padding small enough for the transposed form."""
     return win.stride == (1, 1) and min(F.flip(win).padding) >= 0
@@ -141,23 +146,32 @@ def _flipped_ok(win: F.Window) -> bool:
 
 def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
                  small: tuple[int, int]) -> Tensor:
-    """Channels-last convolution by the cheaper formulation (``weight``: ``(O, C, kh, kw)``)."""
+    """Channels-last convolution by the cheapest formulation (``weight``: ``(O, C, kh, kw)``).
+
+    Stride 1: the transposed form when ``kh * kw * O <= C`` (its columns are the
+    narrowest), else shifted products when ``C`` is wide enough, else im2col.
+    """
     out_channels, in_channels = weight.shape[:2]
     if win.taps * out_channels <= in_channels and _flipped_ok(win):
         tmat = F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
         return F.conv_transpose2d(x, tmat, bias, F.flip(win), small)
+    if win.stride == (1, 1) and in_channels >= SHIFTED_MIN_CHANNELS:
+        return F.conv2d_shifted(x, F.conv_matrix(weight), bias, win, small)
     return F.conv2d(x, F.conv_matrix(weight), bias, win, small)
 
 
 def conv_backward(x: Tensor, grad: Tensor, weight: Tensor, win: F.Window,
                   input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
-    """Gradients ``(grad_x, grad_weight)`` of :func:`conv_forward`, by the cheaper formulation."""
+    """Gradients ``(grad_x, grad_weight)`` of :func:`conv_forward`.
+
+    Stride 1 with ``O <= C``: im2col of the output gradient (the transposed form), whose
+    columns serve both products; otherwise im2col of the input, and col2im for ``grad_x``.
+    """
     out_channels, in_channels, kh, kw = weight.shape
     if win.stride == (1, 1) and out_channels <= in_channels:
         tmat = F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
         grad_x, grad_t = F.conv_transpose2d_backward(x, grad, tmat, F.flip(win), input_grad)
-        grad_w = grad_t.view(in_channels, kh, kw, out_channels).permute(3, 0, 1, 2).flip(2, 3)
-        return grad_x, grad_w
+        return grad_x, grad_t.view(in_channels, kh, kw, out_channels).permute(3, 0, 1, 2).flip(2, 3)
     grad_x, grad_m = F.conv2d_backward(x, grad, F.conv_matrix(weight), win, input_grad)
     return grad_x, grad_m.view(out_channels, kh, kw, in_channels).permute(0, 3, 1, 2)
 
