@@ -2,7 +2,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import shlex
+import sys
+
+
+def _command_line() -> str:
+    """The command being run, as one shell-quoted line (for records of how files were made)."""
+    return "denoise " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
 
 
 def _cmd_data_ee559(args: argparse.Namespace) -> int:
@@ -11,7 +17,7 @@ def _cmd_data_ee559(args: argparse.Namespace) -> int:
 
     data = build_ee559_data(args.source, val_source=args.val_source, n_train=args.n_train,
                             n_val=args.n_val, target_psnr=args.target_psnr, seed=args.seed)
-    train, val = write_ee559_data(args.out, data, overwrite=args.force)
+    train, val = write_ee559_data(args.out, data, overwrite=args.force, command=_command_line())
     print(f"wrote {train} (2 x {tuple(data.train_input.shape)} uint8, from "
           f"{len(data.train_images)} images) and {val} (noisy + clean {tuple(data.val_input.shape)}"
           f" uint8, from {len(data.val_images)} other images)")
@@ -32,17 +38,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """``denoise ee559 train N``: the training run behind mini-project N's shipped weights."""
-    import shlex
-    import sys
-
     import torch
 
     from .pretrain import pretrain
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = "denoise " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command is None \
-        else args.command
+    command = _command_line() if args.command is None else args.command
     path = pretrain(args.project, args.data, epochs=args.epochs, holdout=args.holdout,
                     name=args.name, weights_dir=args.weights_dir, seed=args.seed, command=command)
     print(f"wrote {path} and its model card {path.with_suffix('.json')}")

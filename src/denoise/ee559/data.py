@@ -259,10 +259,12 @@ def load_course_pair(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     return obj[0], obj[1]
 
 
-def write_ee559_data(out: str | Path, data: EE559Data, *, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write ``train_data.pkl``, ``val_data.pkl`` and ``recipe.json`` into the folder ``out``
-    (created if missing). Existing files are replaced only with ``overwrite``; the check is
-    done for all three before anything is written."""
+def write_ee559_data(out: str | Path, data: EE559Data, *, overwrite: bool = False,
+                     command: str | None = None) -> tuple[Path, Path]:
+    """Write ``train_data.pkl``, ``val_data.pkl`` and ``recipe.json`` (with ``command``, the
+    command line that built the data, when given) into the folder ``out``, created if
+    missing. Existing files are replaced only with ``overwrite``; the check is done for
+    all three before anything is written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ImageWriteError(f"{out} is not a folder")
@@ -277,6 +279,6 @@ def write_ee559_data(out: str | Path, data: EE559Data, *, overwrite: bool = Fals
     save_pair(paths[0], data.train_input, data.train_target, overwrite=True)
     save_pair(paths[1], data.val_input, data.val_target, overwrite=True)
     with atomic_path(paths[2], overwrite=True) as tmp:
-        tmp.write_text(json.dumps(data.recipe(), indent=2) + "\n")
+        tmp.write_text(json.dumps({**data.recipe(), "command": command}, indent=2) + "\n")
         tmp.chmod(0o644)
     return paths[0], paths[1]

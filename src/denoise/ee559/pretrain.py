@@ -112,7 +112,7 @@ def _card(model: CourseModel, project: int, name: str, data_dir: Path, *, epochs
         "model": f"{module}.Model",
         "data": {"train": f"{TRAIN_FILE}: the first {n_train} pairs (the last {holdout} held out)",
                  "recipe": {k: recipe[k] for k in ("sources", "seed", "sigma_255", "noisy_val_psnr_db",
-                                                    "n_train", "n_val") if k in recipe},
+                                                    "n_train", "n_val", "command") if k in recipe},
                  "built_by": "denoise data ee559 (recipe: denoise.ee559.data)"},
         "targets": "noisy (Noise2Noise: the second view)",
         "training": {"epochs": epochs, "batch_size": model.batch_size, "lr": model.lr,

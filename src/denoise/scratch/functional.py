@@ -25,10 +25,13 @@ the formulation whose column matrix is narrower (``kh * kw * channels`` of the s
 fewer channels).
 
 Memory. Column matrices are never built for the whole batch: the work is cut into
-chunks of whole images (or of rows of one image, for very large images) whose columns
-fit in :data:`CHUNK_BYTES`, and chunk buffers are reused between calls (one set per
-thread). Backward passes recompute columns from the saved input instead of keeping
-them, as PyTorch's own convolution does.
+chunks of whole images (or of rows of one image, for very large images) whose buffers
+take no more than the layer's largest activation (and at least :data:`CHUNK_BYTES`), so
+a layer's temporary memory stays of the order of one activation, as in PyTorch, while
+each matrix product stays large (few, big operations also keep two or more threads
+busy). Chunk buffers are reused between calls, one set per thread
+(:func:`clear_workspace` frees them). Backward passes recompute columns from the saved
+input instead of keeping them, as PyTorch's own convolution does.
 """
 from __future__ import annotations
 
@@ -42,8 +45,13 @@ from .errors import ScratchError
 
 Tensor = torch.Tensor
 
-#: Size in bytes of one chunk's column matrix (the unit of work of every kernel).
+#: Smallest chunk budget in bytes (see the module docstring: budgets grow with the layer).
 CHUNK_BYTES = 4 * 2**20
+
+
+def _budget(itemsize: int, *numels: int) -> int:
+    """Chunk budget of a layer: its largest activation of ``numels`` elements, in bytes."""
+    return max(CHUNK_BYTES, itemsize * max(numels))
 
 
 def pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
@@ -181,13 +189,14 @@ class _Chunk:
         return self.r1 - self.r0
 
 
-def _plan(batch: int, small: tuple[int, int], row_bytes: int) -> tuple[list[_Chunk], bool]:
-    """Chunks of ``batch`` small images whose column rows (``row_bytes`` each) fit CHUNK_BYTES.
+def _plan(batch: int, small: tuple[int, int], row_bytes: int,
+          budget: int) -> tuple[list[_Chunk], bool]:
+    """Chunks of ``batch`` small images whose column rows (``row_bytes`` each) fit ``budget``.
 
     Returns the chunks and whether images had to be split into row blocks.
     """
     height, width = small
-    pixels = max(1, CHUNK_BYTES // max(1, row_bytes))
+    pixels = max(1, budget // max(1, row_bytes))
     if pixels >= height * width:
         step = pixels // (height * width)
         return [_Chunk(n0, min(batch, n0 + step), 0, height) for n0 in range(0, batch, step)], False
@@ -298,7 +307,8 @@ def conv2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     """
     batch = x.shape[0]
     out = torch.empty(batch, small[0], small[1], wmat.shape[1], dtype=x.dtype, device=x.device)
-    plan, _ = _plan(batch, small, wmat.shape[0] * x.element_size())
+    budget = _budget(x.element_size(), x.numel(), out.numel())
+    plan, _ = _plan(batch, small, wmat.shape[0] * x.element_size(), budget)
     for chunk in plan:
         cols = _im2col(x, win, chunk, small[1])
         if bias is None:
@@ -319,7 +329,8 @@ def conv2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     batch = x.shape[0]
     small = (grad.shape[1], grad.shape[2])
     grad_w = wmat.new_zeros(wmat.shape[1], wmat.shape[0])
-    plan, split = _plan(batch, small, wmat.shape[0] * x.element_size())
+    budget = _budget(x.element_size(), x.numel(), grad.numel())
+    plan, split = _plan(batch, small, wmat.shape[0] * x.element_size(), budget)
     grad_x = None
     if input_grad:
         grad_x = torch.zeros_like(x) if split else torch.empty_like(x)
@@ -346,7 +357,8 @@ def conv_transpose2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     batch, small_h, small_w, _ = x.shape
     out = torch.empty(batch, large[0], large[1], wmat.shape[1] // win.taps,
                       dtype=x.dtype, device=x.device)
-    plan, split = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
+    budget = _budget(x.element_size(), x.numel(), out.numel())
+    plan, split = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size(), budget)
     if split:
         out.zero_()
     for chunk in plan:
@@ -369,7 +381,8 @@ def conv_transpose2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window
     batch, small_h, small_w, _ = x.shape
     grad_w = torch.zeros_like(wmat)
     grad_x = torch.empty_like(x) if input_grad else None
-    plan, _ = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
+    budget = _budget(x.element_size(), x.numel(), grad.numel())
+    plan, _ = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size(), budget)
     for chunk in plan:
         cols = _im2col(grad, win, chunk, small_w)
         rows = _rows(x, chunk)
@@ -379,30 +392,24 @@ def conv_transpose2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window
     return grad_x, grad_w
 
 
-def _image_groups(batch: int, image_bytes: int) -> list[tuple[int, int]]:
-    """Ranges of whole images whose buffers (``image_bytes`` each) fit CHUNK_BYTES (>= 1 image)."""
-    step = max(1, CHUNK_BYTES // max(1, image_bytes))
+def _image_groups(batch: int, image_bytes: int, budget: int) -> list[tuple[int, int]]:
+    """Ranges of whole images whose buffers (``image_bytes`` each) fit ``budget`` (>= 1 image)."""
+    step = max(1, budget // max(1, image_bytes))
     return [(n0, min(batch, n0 + step)) for n0 in range(0, batch, step)]
-
-
-#: Rows of the output block kept in cache while the taps of :func:`_shifted_sum` add up.
-BLOCK_ROWS = 2048
 
 
 def _shifted_sum(flat: Tensor, taps: Tensor, offsets: list[int], rows: int, out: Tensor,
                  bias: Tensor | None) -> None:
     """``out[v] = bias + sum_t flat[v + offsets[t]] @ taps[t]`` for the first ``rows`` rows."""
-    for v0 in range(0, rows, BLOCK_ROWS):
-        v1 = min(rows, v0 + BLOCK_ROWS)
-        block = out[v0:v1]
-        for t, offset in enumerate(offsets):
-            source = flat[v0 + offset:v1 + offset]
-            if t > 0:
-                block.addmm_(source, taps[t])
-            elif bias is None:
-                torch.mm(source, taps[0], out=block)
-            else:
-                torch.addmm(bias, source, taps[0], out=block)
+    block = out[:rows]
+    for t, offset in enumerate(offsets):
+        source = flat[offset:offset + rows]
+        if t > 0:
+            block.addmm_(source, taps[t])
+        elif bias is None:
+            torch.mm(source, taps[0], out=block)
+        else:
+            torch.addmm(bias, source, taps[0], out=block)
 
 
 def _offsets(win: Window, row_length: int) -> list[int]:
@@ -429,7 +436,9 @@ def conv2d_shifted(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     height, width = win.reach(0, small[0]), win.reach(1, small[1])
     offsets = _offsets(win, width)
     out = x.new_empty(batch, small[0], small[1], out_channels)
-    for n0, n1 in _image_groups(batch, height * width * max(channels, out_channels) * x.element_size()):
+    image_bytes = height * width * max(channels, out_channels) * x.element_size()
+    budget = _budget(x.element_size(), x.numel(), out.numel())
+    for n0, n1 in _image_groups(batch, image_bytes, budget):
         padded = _padded(x[n0:n1], win.padding[0], win.padding[1], height, width, "pad")
         images = n1 - n0
         virtual = _workspace.get("virtual", (images * height * width, out_channels), x)
