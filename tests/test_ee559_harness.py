@@ -163,7 +163,7 @@ def test_export_refuses_to_overwrite_without_force(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def small_course_data(tmp_path_factory, request):
-    """Course data of 1,000 training pairs and 200 validation crops from 40 CBSD432 photos."""
+    """Course data of 300 training pairs and 200 validation crops from 40 CBSD432 photos."""
     from denoise.ee559.data import build_ee559_data, write_ee559_data
 
     root = request.getfixturevalue("data_root")
@@ -173,7 +173,7 @@ def small_course_data(tmp_path_factory, request):
     for path in sorted((root / "CBSD432").iterdir())[::11][:40]:
         (photos / path.name).symlink_to(path)
     out = tmp_path_factory.mktemp("course_data")
-    write_ee559_data(out, build_ee559_data(photos, n_train=1000, n_val=200, seed=0))
+    write_ee559_data(out, build_ee559_data(photos, n_train=300, n_val=200, seed=0))
     return out
 
 

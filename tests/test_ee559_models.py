@@ -212,15 +212,26 @@ def test_course_parameters_work_in_torch_functions():
     assert isinstance(up.weight, project2.TensorParameter) and up.weight.grad.shape == up.weight.shape
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 1, 1), (2, 3, 2, 3), (1, 3, 33, 17), (1, 3, 32, 32)])
+def test_project2_padding_without_torch_nn_matches_the_library(shape):
+    from denoise.models.unet import pad_to_multiple
+
+    x = torch.rand(shape)
+    padded, size = project2.pad_to_multiple(x, 4)
+    expected, expected_size = pad_to_multiple(x, 4)
+    assert size == expected_size and torch.equal(padded, expected)
+
+
 def test_course_names_train_with_sgd_and_mse():
     torch.manual_seed(0)
     net = project2.Sequential(project2.Conv2d(3, 8, 3, padding=1), project2.ReLU(),
                               project2.NearestUpsampling(2), project2.Conv2d(8, 3, 3, stride=2, padding=1),
                               project2.Sigmoid())
-    criterion, optimizer = project2.MSE(), project2.SGD(net.parameters(), lr=0.5)
-    x, target = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8) * 0.2 + 0.4
+    criterion, optimizer = project2.MSE(), project2.SGD(net.parameters(), lr=2.0, momentum=0.9)
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    target = 0.5 * x + 0.25  # a map the network can represent
     losses = []
-    for _ in range(20):
+    for _ in range(40):
         optimizer.zero_grad()
         losses.append(float(criterion(net(x), target)))
         net.backward(criterion.backward())

@@ -41,15 +41,16 @@ def _layer_twin(module: scratch.Module) -> nn.Module:
     raise TypeError(f"no torch.nn twin for {type(module).__name__}")
 
 
-def _structure_twin(module: scratch.Module) -> nn.Module:
+def torch_structure(module: scratch.Module) -> nn.Module:
+    """The ``torch.nn`` architecture of ``module``, with ``torch.nn``'s own initialisation."""
     if isinstance(module, scratch.Sequential):  # also Upsampling: Sequential(Upsample, Conv2d)
-        return nn.Sequential(*[_structure_twin(child) for child in module])
+        return nn.Sequential(*[torch_structure(child) for child in module])
     return _layer_twin(module)
 
 
 def torch_twin(module: scratch.Module) -> nn.Module:
     """A ``torch.nn`` module computing what ``module`` computes, with a copy of its weights."""
-    twin = _structure_twin(module)
+    twin = torch_structure(module)
     params = module.parameters()
     if params:
         twin.to(dtype=params[0].dtype, device=params[0].data.device)

@@ -1,4 +1,11 @@
-"""`denoise data ee559` and `denoise ee559 export`: the EE-559 course data and project folders."""
+"""Subcommands for the EE-559 course: its data, its project folder, the shipped weights.
+
+* ``denoise data ee559 --source DIR --out DIR``: rebuild ``train_data.pkl`` and
+  ``val_data.pkl`` from photos (:mod:`denoise.ee559.data`);
+* ``denoise ee559 export DIR``: write the course's project folder (:mod:`denoise.ee559.export`);
+* ``denoise ee559 train N --data DIR --epochs E``: the run behind mini-project N's shipped
+  weights (:mod:`denoise.ee559.pretrain`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -44,14 +51,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = _command_line() if args.command is None else args.command
     path = pretrain(args.project, args.data, epochs=args.epochs, holdout=args.holdout,
-                    name=args.name, weights_dir=args.weights_dir, seed=args.seed, command=command)
+                    name=args.name, weights_dir=args.weights_dir, seed=args.seed,
+                    command=_command_line())
     print(f"wrote {path} and its model card {path.with_suffix('.json')}")
     return 0
 
 
 def register(subparsers) -> None:
+    """Add ``data ee559`` and ``ee559 {export,train}`` to the ``denoise`` command line."""
     data = subparsers.add_parser("data", help="build datasets (the EE-559 course data)")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATASET")
     p = data_sub.add_parser(
@@ -98,5 +106,4 @@ def register(subparsers) -> None:
                    help="folder for NAME.safetensors and NAME.json (default: the package's weights)")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    t.add_argument("--command", default=None, help=argparse.SUPPRESS)
     t.set_defaults(func=_cmd_train)

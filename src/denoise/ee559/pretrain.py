@@ -53,6 +53,8 @@ def pretrain(project: int, data_dir: str | Path, *, epochs: int, holdout: int = 
     """
     from safetensors.torch import save_file
 
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InputError(f"epochs must be a positive int, got {epochs!r}")
     data_dir = Path(data_dir)
     inputs, targets = load_course_pair(data_dir / TRAIN_FILE)
     val_noisy, val_clean = load_course_pair(data_dir / VAL_FILE)

@@ -3,8 +3,8 @@
 The network is :func:`denoise.scratch.ee559_net`, the architecture the course asks for
 (two stride-2 convolutions, two nearest-upsampling convolutions, ReLU, sigmoid output),
 trained with :class:`denoise.scratch.MSE` and :class:`denoise.scratch.Adam` only: every
-gradient comes from the modules' own ``backward``. Images whose sides are not multiples
-of 4 are padded (reflect) and the output cropped back.
+gradient comes from the modules' own ``backward``, and no ``torch.nn`` code runs. Images
+whose sides are not multiples of 4 are padded (reflect) and the output cropped back.
 
 The module also exports the course's names for the building blocks: ``Conv2d``,
 ``TransposeConv2d``, ``NearestUpsampling``, ``Upsampling``, ``ReLU``, ``Sigmoid``,
@@ -18,11 +18,10 @@ from collections.abc import Mapping
 import torch
 
 from .. import scratch
+from ..errors import ModelError
+from ..scratch import MSE, SGD, NearestUpsampling, ReLU, Sequential, Sigmoid
 from ..scratch import functional as scratch_functional
 from ..scratch._checks import check_input
-from ..errors import ModelError
-from ..models.unet import pad_to_multiple
-from ..scratch import MSE, SGD, NearestUpsampling, ReLU, Sequential, Sigmoid
 from .course import CourseModel
 
 __all__ = ["Model", "Conv2d", "TransposeConv2d", "NearestUpsampling", "Upsampling", "ReLU",
@@ -32,6 +31,28 @@ __all__ = ["Model", "Conv2d", "TransposeConv2d", "NearestUpsampling", "Upsamplin
 CHANNELS = 48
 #: The network halves the image twice: sides must be multiples of this.
 MULTIPLE = 4
+
+
+def _reflect_index(size: int, padded: int) -> torch.Tensor:
+    """Indices ``0..padded-1`` reflected into ``0..size-1`` (..., 2, 1, 0, 1, 2, ...), as
+    often as needed; a side of 1 pixel is repeated."""
+    index = torch.arange(padded)
+    if size == 1:
+        return index.zero_()
+    period = 2 * (size - 1)
+    index = index.remainder(period)
+    return torch.where(index < size, index, period - index)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad (N, C, H, W) at the bottom and right to sides that are multiples of
+    ``multiple`` (with indexing only: no torch.nn); returns it and the original (H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = h + (-h) % multiple, w + (-w) % multiple
+    if (ph, pw) == (h, w):
+        return x, (h, w)
+    rows, cols = _reflect_index(h, ph).to(x.device), _reflect_index(w, pw).to(x.device)
+    return x.index_select(2, rows).index_select(3, cols), (h, w)
 
 
 class TensorParameter(scratch.Parameter):

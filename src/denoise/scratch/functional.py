@@ -14,28 +14,28 @@ large image read zero. Paddings may be negative inside the package (a crop). Col
 matrices have shape ``(pixels of the small image, kh * kw * C)``, columns ordered
 ``(kh, kw, C)``.
 
-Two primitives do all the work:
+Three formulations do all the work:
 
-* :func:`conv2d` ("im2col, then multiply"): ``small = im2col(large) @ M``;
-* :func:`conv_transpose2d` ("multiply, then col2im"): ``large = col2im(small @ M)``;
+* :func:`im2col_conv` ("im2col, then multiply"): ``small = im2col(large) @ M``;
+* :func:`col2im_conv` ("multiply, then col2im"): ``large = col2im(small @ M)``;
+* :func:`shifted_conv` (stride 1 only): one product per kernel tap of a shifted slice of
+  the flattened padded input, summed, with no column matrix at all;
 
-and their backward passes. A stride-1 convolution is also a stride-1 transposed
-convolution with the flipped kernel (:func:`flip`), so a layer can choose, per direction,
-the formulation whose column matrix is narrower (``kh * kw * channels`` of the side with
-fewer channels).
+and the backward passes of the first two. A stride-1 convolution is also a stride-1
+transposed convolution with the flipped kernel (:func:`flip`), so a layer can choose,
+per direction, the cheapest formulation (see ``denoise.scratch.layers.conv_forward``).
 
 Memory. Column matrices are never built for the whole batch: the work is cut into
 chunks of whole images (or of rows of one image, for very large images) whose buffers
-take no more than the layer's largest activation (and at least :data:`CHUNK_BYTES`), so
-a layer's temporary memory stays of the order of one activation, as in PyTorch, while
-each matrix product stays large (few, big operations also keep two or more threads
-busy). Chunk buffers are reused between calls, one set per thread
-(:func:`clear_workspace` frees them). Backward passes recompute columns from the saved
+fit in :data:`CHUNK_BYTES`: small enough to bound the extra memory, large enough that
+the matrix products stay big and few (few, big operations also keep two or more
+threads busy). A call reuses its chunk buffers from chunk to chunk and frees them when
+it returns (buffers kept between calls would fragment the heap and raise the peak
+memory of a whole training step). Backward passes recompute columns from the saved
 input instead of keeping them, as PyTorch's own convolution does.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -45,13 +45,8 @@ from .errors import ScratchError
 
 Tensor = torch.Tensor
 
-#: Smallest chunk budget in bytes (see the module docstring: budgets grow with the layer).
+#: Size in bytes of one chunk's largest buffer (the unit of work of every kernel).
 CHUNK_BYTES = 4 * 2**20
-
-
-def _budget(itemsize: int, *numels: int) -> int:
-    """Chunk budget of a layer: its largest activation of ``numels`` elements, in bytes."""
-    return max(CHUNK_BYTES, itemsize * max(numels))
 
 
 def pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
@@ -131,7 +126,7 @@ def from_nhwc(y: Tensor) -> Tensor:
 
 
 def conv_matrix(weight: Tensor) -> Tensor:
-    """A convolution weight ``(O, C, kh, kw)`` as the ``(kh * kw * C, O)`` matrix of :func:`conv2d`."""
+    """A convolution weight ``(O, C, kh, kw)`` as the ``(kh * kw * C, O)`` matrix of the kernels."""
     return weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0])
 
 
@@ -140,35 +135,21 @@ def transposed_matrix(weight: Tensor) -> Tensor:
     return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
-class _Workspace(threading.local):
-    """Reusable flat buffers, one set per thread, grown on demand."""
+class _Buffers:
+    """The reusable chunk buffers of one kernel call, grown on demand and freed with it."""
 
     def __init__(self) -> None:
-        self.buffers: dict[tuple, Tensor] = {}
+        self.buffers: dict[str, Tensor] = {}
 
     def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """A tensor of ``shape`` (uninitialised) backed by the buffer ``name``."""
         numel = 1
         for size in shape:
             numel *= size
-        key = (name, like.dtype, like.device)
-        buffer = self.buffers.get(key)
+        buffer = self.buffers.get(name)
         if buffer is None or buffer.numel() < numel:
-            buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
-            self.buffers[key] = buffer
+            buffer = self.buffers[name] = like.new_empty(numel)
         return buffer[:numel].view(shape)
-
-    def clear(self) -> None:
-        """Release every buffer (the next call allocates again)."""
-        self.buffers.clear()
-
-
-_workspace = _Workspace()
-
-
-def clear_workspace() -> None:
-    """Free the chunk buffers kept for reuse by the calling thread."""
-    _workspace.clear()
 
 
 @dataclass(frozen=True)
@@ -189,14 +170,13 @@ class _Chunk:
         return self.r1 - self.r0
 
 
-def _plan(batch: int, small: tuple[int, int], row_bytes: int,
-          budget: int) -> tuple[list[_Chunk], bool]:
-    """Chunks of ``batch`` small images whose column rows (``row_bytes`` each) fit ``budget``.
+def _plan(batch: int, small: tuple[int, int], row_bytes: int) -> tuple[list[_Chunk], bool]:
+    """Chunks of ``batch`` small images whose column rows (``row_bytes`` each) fit CHUNK_BYTES.
 
     Returns the chunks and whether images had to be split into row blocks.
     """
     height, width = small
-    pixels = max(1, budget // max(1, row_bytes))
+    pixels = max(1, CHUNK_BYTES // max(1, row_bytes))
     if pixels >= height * width:
         step = pixels // (height * width)
         return [_Chunk(n0, min(batch, n0 + step), 0, height) for n0 in range(0, batch, step)], False
@@ -226,14 +206,15 @@ def _overlap(start: int, stop: int, offset: int, size: int) -> tuple[int, int]:
     return max(start, offset), min(stop, offset + size)
 
 
-def _padded(source: Tensor, top: int, left: int, height: int, width: int, name: str) -> Tensor:
+def _padded(source: Tensor, top: int, left: int, height: int, width: int,
+            buffers: _Buffers, name: str) -> Tensor:
     """Workspace copy ``(N, height, width, C)`` of channels-last ``source`` moved by (top, left).
 
     Pixel ``(r, c)`` of the result is ``source[:, r - top, c - left]``, zero outside
     ``source``; negative offsets crop.
     """
     batch, rows, cols, channels = source.shape
-    buffer = _workspace.get(name, (batch, height, width, channels), source)
+    buffer = buffers.get(name, (batch, height, width, channels), source)
     lo, hi = _overlap(0, height, top, rows)
     first, last = _overlap(0, width, left, cols)
     if lo >= hi or first >= last:
@@ -246,7 +227,7 @@ def _padded(source: Tensor, top: int, left: int, height: int, width: int, name: 
     return buffer
 
 
-def _im2col(large: Tensor, win: Window, chunk: _Chunk, small_w: int) -> Tensor:
+def _im2col(large: Tensor, win: Window, chunk: _Chunk, small_w: int, buffers: _Buffers) -> Tensor:
     """Column matrix ``(pixels, kh * kw * C)`` of one chunk of the channels-last ``large``."""
     _, height, width, channels = large.shape
     (ph, pw), (sh, sw), (dh, dw) = win.padding, win.stride, win.dilation
@@ -256,19 +237,19 @@ def _im2col(large: Tensor, win: Window, chunk: _Chunk, small_w: int) -> Tensor:
     if ph == 0 and pw == 0 and a1 <= height and b1 <= width:
         source = images[:, a0:a1]
     else:
-        source = _padded(images, ph - a0, pw, a1 - a0, b1, "pad")
+        source = _padded(images, ph - a0, pw, a1 - a0, b1, buffers, "pad")
     n_s, h_s, w_s, c_s = source.stride()
     view = source.as_strided(
         (chunk.images, chunk.rows, small_w, win.kernel[0], win.kernel[1], channels),
         (n_s, sh * h_s, sw * w_s, dh * h_s, dw * w_s, c_s),
         source.storage_offset())
-    cols = _workspace.get("cols", view.shape, large)
+    cols = buffers.get("cols", view.shape, large)
     cols.copy_(view)
     return cols.view(chunk.images * chunk.rows * small_w, win.taps * channels)
 
 
 def _col2im(cols: Tensor, win: Window, chunk: _Chunk, large: Tensor, small_w: int,
-            whole: bool, bias: Tensor | None = None) -> None:
+            whole: bool, buffers: _Buffers, bias: Tensor | None = None) -> None:
     """Sum one chunk's columns back onto the channels-last ``large`` (in place).
 
     With ``whole`` (the chunk holds whole images) the result overwrites the chunk's
@@ -281,7 +262,7 @@ def _col2im(cols: Tensor, win: Window, chunk: _Chunk, large: Tensor, small_w: in
     if whole:
         a1 = max(a1, ph + height)
     b1 = max(win.reach(1, small_w), pw + width)
-    target = _workspace.get("pad", (chunk.images, a1 - a0, b1, channels), large)
+    target = buffers.get("pad", (chunk.images, a1 - a0, b1, channels), large)
     target.zero_()
     blocks = cols.view(chunk.images, chunk.rows, small_w, win.kernel[0], win.kernel[1], channels)
     for i in range(win.kernel[0]):
@@ -298,8 +279,8 @@ def _col2im(cols: Tensor, win: Window, chunk: _Chunk, large: Tensor, small_w: in
         torch.add(inner, bias, out=destination)
 
 
-def conv2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
-           small: tuple[int, int]) -> Tensor:
+def im2col_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
+                small: tuple[int, int]) -> Tensor:
     """Convolution (cross-correlation) of channels-last ``x`` by im2col and multiplication.
 
     ``wmat``: ``(kh * kw * C, O)`` (see :func:`conv_matrix`); ``small``: the output's
@@ -307,10 +288,10 @@ def conv2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     """
     batch = x.shape[0]
     out = torch.empty(batch, small[0], small[1], wmat.shape[1], dtype=x.dtype, device=x.device)
-    budget = _budget(x.element_size(), x.numel(), out.numel())
-    plan, _ = _plan(batch, small, wmat.shape[0] * x.element_size(), budget)
+    plan, _ = _plan(batch, small, wmat.shape[0] * x.element_size())
+    buffers = _Buffers()
     for chunk in plan:
-        cols = _im2col(x, win, chunk, small[1])
+        cols = _im2col(x, win, chunk, small[1], buffers)
         if bias is None:
             torch.mm(cols, wmat, out=_rows(out, chunk))
         else:
@@ -318,9 +299,9 @@ def conv2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     return out
 
 
-def conv2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
-                    input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
-    """Gradients of :func:`conv2d` for the channels-last output gradient ``grad``.
+def im2col_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
+                         input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
+    """Gradients of :func:`im2col_conv` for the channels-last output gradient ``grad``.
 
     Recomputes the columns of ``x``; the input gradient goes back through col2im.
     Returns ``(grad_x, grad_w)``: ``grad_x`` like ``x`` (None unless ``input_grad``) and
@@ -329,23 +310,23 @@ def conv2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     batch = x.shape[0]
     small = (grad.shape[1], grad.shape[2])
     grad_w = wmat.new_zeros(wmat.shape[1], wmat.shape[0])
-    budget = _budget(x.element_size(), x.numel(), grad.numel())
-    plan, split = _plan(batch, small, wmat.shape[0] * x.element_size(), budget)
+    plan, split = _plan(batch, small, wmat.shape[0] * x.element_size())
     grad_x = None
     if input_grad:
         grad_x = torch.zeros_like(x) if split else torch.empty_like(x)
+    buffers = _Buffers()
     for chunk in plan:
-        cols = _im2col(x, win, chunk, small[1])
+        cols = _im2col(x, win, chunk, small[1], buffers)
         rows = _rows(grad, chunk)
         grad_w.addmm_(rows.t(), cols)
         if grad_x is not None:
             torch.mm(rows, wmat.t(), out=cols)
-            _col2im(cols, win, chunk, grad_x, small[1], whole=not split)
+            _col2im(cols, win, chunk, grad_x, small[1], not split, buffers)
     return grad_x, grad_w
 
 
-def conv_transpose2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
-                     large: tuple[int, int]) -> Tensor:
+def col2im_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
+                large: tuple[int, int]) -> Tensor:
     """Transposed convolution of channels-last ``x`` by multiplication and col2im.
 
     ``wmat``: ``(C, kh * kw * O)`` (see :func:`transposed_matrix`); ``large``: the
@@ -357,22 +338,22 @@ def conv_transpose2d(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     batch, small_h, small_w, _ = x.shape
     out = torch.empty(batch, large[0], large[1], wmat.shape[1] // win.taps,
                       dtype=x.dtype, device=x.device)
-    budget = _budget(x.element_size(), x.numel(), out.numel())
-    plan, split = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size(), budget)
+    plan, split = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
     if split:
         out.zero_()
+    buffers = _Buffers()
     for chunk in plan:
-        cols = _workspace.get("cols", (chunk.images * chunk.rows * small_w, wmat.shape[1]), x)
+        cols = buffers.get("cols", (chunk.images * chunk.rows * small_w, wmat.shape[1]), x)
         torch.mm(_rows(x, chunk), wmat, out=cols)
-        _col2im(cols, win, chunk, out, small_w, whole=not split, bias=bias)
+        _col2im(cols, win, chunk, out, small_w, not split, buffers, bias)
     if split and bias is not None:
         out.add_(bias)
     return out
 
 
-def conv_transpose2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
-                              input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
-    """Gradients of :func:`conv_transpose2d` for the channels-last output gradient ``grad``.
+def col2im_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
+                         input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
+    """Gradients of :func:`col2im_conv` for the channels-last output gradient ``grad``.
 
     Builds the columns of ``grad`` (``grad`` may be a strided view) and multiplies.
     Returns ``(grad_x, grad_w)``: ``grad_x`` like ``x`` (None unless ``input_grad``) and
@@ -381,21 +362,15 @@ def conv_transpose2d_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window
     batch, small_h, small_w, _ = x.shape
     grad_w = torch.zeros_like(wmat)
     grad_x = torch.empty_like(x) if input_grad else None
-    budget = _budget(x.element_size(), x.numel(), grad.numel())
-    plan, _ = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size(), budget)
+    plan, _ = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
+    buffers = _Buffers()
     for chunk in plan:
-        cols = _im2col(grad, win, chunk, small_w)
+        cols = _im2col(grad, win, chunk, small_w, buffers)
         rows = _rows(x, chunk)
         grad_w.addmm_(rows.t(), cols)
         if grad_x is not None:
             torch.mm(cols, wmat.t(), out=_rows(grad_x, chunk))
     return grad_x, grad_w
-
-
-def _image_groups(batch: int, image_bytes: int, budget: int) -> list[tuple[int, int]]:
-    """Ranges of whole images whose buffers (``image_bytes`` each) fit ``budget`` (>= 1 image)."""
-    step = max(1, budget // max(1, image_bytes))
-    return [(n0, min(batch, n0 + step)) for n0 in range(0, batch, step)]
 
 
 def _shifted_sum(flat: Tensor, taps: Tensor, offsets: list[int], rows: int, out: Tensor,
@@ -418,33 +393,35 @@ def _offsets(win: Window, row_length: int) -> list[int]:
             for i in range(win.kernel[0]) for j in range(win.kernel[1])]
 
 
-def conv2d_shifted(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
-                   small: tuple[int, int]) -> Tensor:
+def shifted_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
+                 small: tuple[int, int]) -> Tensor:
     """Stride-1 convolution as a sum of shifted matrix products, without im2col.
 
-    In a padded image flattened to ``(pixels, C)``, tap ``(i, j)`` of the output pixel at
+    In a padded chunk flattened to ``(pixels, C)``, tap ``(i, j)`` of the output pixel at
     flat position ``v`` reads row ``v + i * dh * width + j * dw``: each tap is one product
     of a contiguous slice with the ``(C, O)`` kernel slice, for all pixels at once. The
     ``kernel_width - 1`` wrapped columns of each row are computed and dropped. Same
-    arguments and result as :func:`conv2d`.
+    arguments and result as :func:`im2col_conv`.
     """
     if win.stride != (1, 1):
         raise ValueError("the shifted formulation needs stride 1")
     batch, _, _, channels = x.shape
     out_channels = wmat.shape[1]
     taps = wmat.view(win.taps, channels, out_channels)
-    height, width = win.reach(0, small[0]), win.reach(1, small[1])
+    width = win.reach(1, small[1])
     offsets = _offsets(win, width)
     out = x.new_empty(batch, small[0], small[1], out_channels)
-    image_bytes = height * width * max(channels, out_channels) * x.element_size()
-    budget = _budget(x.element_size(), x.numel(), out.numel())
-    for n0, n1 in _image_groups(batch, image_bytes, budget):
-        padded = _padded(x[n0:n1], win.padding[0], win.padding[1], height, width, "pad")
-        images = n1 - n0
-        virtual = _workspace.get("virtual", (images * height * width, out_channels), x)
-        rows = (images - 1) * height * width + (small[0] - 1) * width + small[1]
+    plan, _ = _plan(batch, small, max(channels, out_channels) * x.element_size())
+    buffers = _Buffers()
+    for chunk in plan:
+        height = win.reach(0, chunk.rows)
+        padded = _padded(x[chunk.n0:chunk.n1], win.padding[0] - chunk.r0, win.padding[1], height,
+                         width, buffers, "pad")
+        virtual = buffers.get("virtual", (chunk.images * height * width, out_channels), x)
+        rows = (chunk.images - 1) * height * width + (chunk.rows - 1) * width + small[1]
         _shifted_sum(padded.view(-1, channels), taps, offsets, rows, virtual, bias)
-        out[n0:n1] = virtual.view(images, height, width, out_channels)[:, :small[0], :small[1]]
+        out[chunk.n0:chunk.n1, chunk.r0:chunk.r1] = \
+            virtual.view(chunk.images, height, width, out_channels)[:, :chunk.rows, :small[1]]
     return out
 
 

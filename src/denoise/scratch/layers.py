@@ -99,10 +99,9 @@ class Conv2d(_ConvBase):
     Set ``input_grad = False`` on a first layer to skip the input gradient
     (``backward`` then returns None), as autograd does for inputs without gradients.
 
-    A stride-1 convolution is computed, in each direction, by whichever of the two
-    formulations of :mod:`~denoise.scratch.functional` builds the narrower column
-    matrix: im2col of the input (``kh * kw * in`` columns) or of the output side
-    (``kh * kw * out`` columns, the convolution seen as a transposed one).
+    Each direction picks the cheapest formulation of :mod:`~denoise.scratch.functional`
+    for the shape (:func:`conv_forward`, :func:`conv_backward`): all give the same
+    result up to float rounding.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -126,8 +125,9 @@ class Conv2d(_ConvBase):
         return y
 
     def backward(self, grad: Tensor) -> Tensor | None:
-        x_nhwc, weight, shape = self._pop_saved()
+        x_nhwc, weight, shape = self._peek_saved()
         grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
+        self._release_saved()
         grad_x, grad_w = conv_backward(x_nhwc, grad_nhwc, weight, self.window, self.input_grad)
         self.weight.grad.add_(grad_w)
         self._accumulate_bias(grad_nhwc)
@@ -154,10 +154,10 @@ def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
     out_channels, in_channels = weight.shape[:2]
     if win.taps * out_channels <= in_channels and _flipped_ok(win):
         tmat = F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
-        return F.conv_transpose2d(x, tmat, bias, F.flip(win), small)
+        return F.col2im_conv(x, tmat, bias, F.flip(win), small)
     if win.stride == (1, 1) and in_channels >= SHIFTED_MIN_CHANNELS:
-        return F.conv2d_shifted(x, F.conv_matrix(weight), bias, win, small)
-    return F.conv2d(x, F.conv_matrix(weight), bias, win, small)
+        return F.shifted_conv(x, F.conv_matrix(weight), bias, win, small)
+    return F.im2col_conv(x, F.conv_matrix(weight), bias, win, small)
 
 
 def conv_backward(x: Tensor, grad: Tensor, weight: Tensor, win: F.Window,
@@ -170,9 +170,9 @@ def conv_backward(x: Tensor, grad: Tensor, weight: Tensor, win: F.Window,
     out_channels, in_channels, kh, kw = weight.shape
     if win.stride == (1, 1) and out_channels <= in_channels:
         tmat = F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
-        grad_x, grad_t = F.conv_transpose2d_backward(x, grad, tmat, F.flip(win), input_grad)
+        grad_x, grad_t = F.col2im_conv_backward(x, grad, tmat, F.flip(win), input_grad)
         return grad_x, grad_t.view(in_channels, kh, kw, out_channels).permute(3, 0, 1, 2).flip(2, 3)
-    grad_x, grad_m = F.conv2d_backward(x, grad, F.conv_matrix(weight), win, input_grad)
+    grad_x, grad_m = F.im2col_conv_backward(x, grad, F.conv_matrix(weight), win, input_grad)
     return grad_x, grad_m.view(out_channels, kh, kw, in_channels).permute(0, 3, 1, 2)
 
 
@@ -211,14 +211,15 @@ class TransposeConv2d(_ConvBase):
         size = self.output_size(x.shape[2], x.shape[3])
         x_nhwc = F.to_nhwc(x)
         wmat = F.transposed_matrix(self.weight.data)
-        y = F.from_nhwc(F.conv_transpose2d(x_nhwc, wmat, self._bias_data(), self.window, size))
+        y = F.from_nhwc(F.col2im_conv(x_nhwc, wmat, self._bias_data(), self.window, size))
         self._save(x_nhwc, wmat, y.shape)
         return y
 
     def backward(self, grad: Tensor) -> Tensor:
-        x_nhwc, wmat, shape = self._pop_saved()
+        x_nhwc, wmat, shape = self._peek_saved()
         grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
-        grad_x, grad_w = F.conv_transpose2d_backward(x_nhwc, grad_nhwc, wmat, self.window)
+        self._release_saved()
+        grad_x, grad_w = F.col2im_conv_backward(x_nhwc, grad_nhwc, wmat, self.window)
         kh, kw = self.kernel_size
         self.weight.grad.add_(grad_w.view(self.in_channels, kh, kw, self.out_channels)
                               .permute(0, 3, 1, 2))
@@ -273,9 +274,10 @@ class NearestUpsampling(Module):
         return F.from_nhwc(y)
 
     def backward(self, grad: Tensor) -> Tensor:
-        (n, c, h, w), dtype, device = self._pop_saved()
+        (n, c, h, w), dtype, device = self._peek_saved()
         sh, sw = self.scale_factor
         check_grad(grad, self, torch.Size((n, c, h * sh, w * sw)), dtype, device)
+        self._release_saved()
         grad_nhwc = F.to_nhwc(grad).view(n, h, sh, w, sw, c)
         return F.from_nhwc(grad_nhwc.sum((2, 4)))
 
@@ -337,11 +339,13 @@ class Upsampling(Sequential):
         return out
 
     def backward(self, grad: Tensor) -> Tensor:
-        saved = self._pop_saved()
+        saved = self._peek_saved()
         if saved[0] is None:
+            self._release_saved()
             return super().backward(grad)
         x_nhwc, weight, phases, shape = saved
         grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
+        self._release_saved()
         sh, sw = self.upsample.scale_factor
         grad_x, grad_w = None, torch.zeros_like(weight)
         for phase in phases:
@@ -398,9 +402,10 @@ class MaxPool2d(Module):
         return F.from_nhwc(best)
 
     def backward(self, grad: Tensor) -> Tensor:
-        index, shape, dtype, device = self._pop_saved()
+        index, shape, dtype, device = self._peek_saved()
         n, c, _, _ = shape
         check_grad(grad, self, torch.Size((n, c, index.shape[1], index.shape[2])), dtype, device)
+        self._release_saved()
         grad_nhwc = F.to_nhwc(grad)
         padded = self._padded(grad_nhwc.new_zeros(n, shape[2], shape[3], c), 0.0)
         kh, kw = self.window.kernel

@@ -35,12 +35,13 @@ class _Loss(Module):
         return total / diff.numel() if self.reduction == "mean" else total
 
     def backward(self, grad: Tensor | float = 1.0) -> Tensor:
-        (diff,) = self._pop_saved()
+        (diff,) = self._peek_saved()
         if isinstance(grad, Tensor):
             if grad.numel() != 1:
                 raise ScratchError(f"{type(self).__name__}.backward takes a scalar gradient, "
                                    f"got shape {tuple(grad.shape)}")
             grad = grad.reshape(())
+        self._release_saved()
         scale = grad / diff.numel() if self.reduction == "mean" else grad
         return self._derivative(diff).mul_(scale)
 

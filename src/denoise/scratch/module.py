@@ -70,7 +70,9 @@ class Module:
     """Base class: automatic registration of parameters and sub-modules, state dicts.
 
     Subclasses implement :meth:`forward` and :meth:`backward` (see the module docstring
-    for the contract) and may save what backward needs with :meth:`_save`.
+    for the contract). ``forward`` keeps what backward needs with :meth:`_save`;
+    ``backward`` reads it with :meth:`_peek_saved`, checks the gradient, then calls
+    :meth:`_release_saved` (so a rejected gradient leaves the context usable).
     """
 
     def __init__(self) -> None:
@@ -111,14 +113,17 @@ class Module:
         """Keep ``values`` for the next :meth:`backward` (replacing earlier ones)."""
         object.__setattr__(self, "_saved", values)
 
-    def _pop_saved(self) -> tuple:
-        """Return and release what :meth:`forward` saved; an error if there is nothing."""
+    def _peek_saved(self) -> tuple:
+        """What :meth:`forward` saved (kept until :meth:`_release_saved`); an error if nothing."""
         saved = self._saved
         if saved is None:
             raise ScratchError(f"{type(self).__name__}.backward called before forward; "
                                "call forward (once per backward) first")
-        object.__setattr__(self, "_saved", None)
         return saved
+
+    def _release_saved(self) -> None:
+        """Drop the saved context once the output gradient has been checked."""
+        object.__setattr__(self, "_saved", None)
 
     # -- parameters and children --------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, "Module"]]:
