@@ -400,29 +400,30 @@ def shifted_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     In a padded chunk flattened to ``(pixels, C)``, tap ``(i, j)`` of the output pixel at
     flat position ``v`` reads row ``v + i * dh * width + j * dw``: each tap is one product
     of a contiguous slice with the ``(C, O)`` kernel slice, for all pixels at once. The
-    ``kernel_width - 1`` wrapped columns of each row are computed and dropped. Same
-    arguments and result as :func:`im2col_conv`.
+    products land in an output laid out like the padded input, whose extra
+    ``kernel - 1`` columns and rows (computed from wrapped rows) the returned view leaves
+    out: the result is a strided view ``(N, Ho, Wo, O)``, not a contiguous tensor.
+    Otherwise the same arguments and result as :func:`im2col_conv`.
     """
     if win.stride != (1, 1):
         raise ValueError("the shifted formulation needs stride 1")
     batch, _, _, channels = x.shape
     out_channels = wmat.shape[1]
     taps = wmat.view(win.taps, channels, out_channels)
-    width = win.reach(1, small[1])
+    height, width = win.reach(0, small[0]), win.reach(1, small[1])
     offsets = _offsets(win, width)
-    out = x.new_empty(batch, small[0], small[1], out_channels)
+    out = x.new_empty(batch, height, width, out_channels)
+    flat_out = out.view(-1, out_channels)
     plan, _ = _plan(batch, small, max(channels, out_channels) * x.element_size())
     buffers = _Buffers()
     for chunk in plan:
-        height = win.reach(0, chunk.rows)
-        padded = _padded(x[chunk.n0:chunk.n1], win.padding[0] - chunk.r0, win.padding[1], height,
+        rows_in = win.reach(0, chunk.rows)
+        padded = _padded(x[chunk.n0:chunk.n1], win.padding[0] - chunk.r0, win.padding[1], rows_in,
                          width, buffers, "pad")
-        virtual = buffers.get("virtual", (chunk.images * height * width, out_channels), x)
-        rows = (chunk.images - 1) * height * width + (chunk.rows - 1) * width + small[1]
-        _shifted_sum(padded.view(-1, channels), taps, offsets, rows, virtual, bias)
-        out[chunk.n0:chunk.n1, chunk.r0:chunk.r1] = \
-            virtual.view(chunk.images, height, width, out_channels)[:, :chunk.rows, :small[1]]
-    return out
+        rows = (chunk.images - 1) * rows_in * width + (chunk.rows - 1) * width + small[1]
+        start = (chunk.n0 * height + chunk.r0) * width
+        _shifted_sum(padded.view(-1, channels), taps, offsets, rows, flat_out[start:], bias)
+    return out[:, :small[0], :small[1]]
 
 
 @dataclass(frozen=True)
