@@ -9,7 +9,7 @@ install:
 	$(INSTALL) .
 
 install-test:
-	$(INSTALL) ".[test]"
+	$(INSTALL) ".[test,bm3d]"
 
 demo: install
 	$(PY) -m denoise demo --out demo_out

@@ -1,28 +1,39 @@
 """A small deep-learning framework written with tensor operations only.
 
-No ``torch.nn`` module and no autograd: every layer computes its own gradients, with
-tensor operations (``torch.empty``, ``cat``, ``arange``, matrix products, tensor methods)
-and strided views. A test scans this package to keep it that way.
+No ``torch.nn`` module and no autograd: every layer computes its own gradients with
+tensor operations (``torch.empty``, ``cat``, ``arange``, matrix products, strided views,
+tensor methods); ``tests/scratch/test_scratch_purity.py`` scans the package to keep it so.
 
 The contract, shared by every module (see :mod:`denoise.scratch.module`)::
 
-    y = model.forward(x)                 # or model(x); saves what backward needs
-    grad_x = model.backward(grad_y)      # accumulates parameter .grad, returns dL/dx
-    loss = criterion(y, target); model.backward(criterion.backward())
+    y = model.forward(x)                 # or model(x); keeps what backward needs
+    grad_x = model.backward(grad_y)      # adds to each parameter's .grad, returns dL/dx
+    value = loss(y, target)              # losses: forward(prediction, target) -> 0-d tensor
+    model.backward(loss.backward())      # loss.backward(grad=1.0) -> dL/dprediction
 
-Layers use PyTorch's names, arguments, weight layouts and default initialisation, and
-``state_dict()`` / ``load_state_dict()`` exchange weights with the ``torch.nn`` twin.
-Train under ``torch.set_grad_enabled(False)``::
+Each ``forward`` supports one ``backward``. Layers use PyTorch's names, arguments,
+weight layouts and default initialisation; ``state_dict()`` / ``load_state_dict()``
+exchange weights with the ``torch.nn`` twin in both directions. :class:`Upsampling` is
+``Sequential(NearestUpsampling, Conv2d)`` (keys ``"1.weight"``, ``"1.bias"``), the twin
+of ``nn.Sequential(nn.Upsample(scale_factor=s), nn.Conv2d(...))``. Outputs are
+``(N, C, H, W)`` views of channels-last data (use ``.reshape``, not ``.view``). Bad input raises
+:class:`ScratchError`, a :class:`denoise.errors.InputError`. Train under
+``torch.set_grad_enabled(False)``::
 
     from denoise import scratch
     torch.set_grad_enabled(False)
     model, loss = scratch.ee559_net(), scratch.MSE()
     optimizer = scratch.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    for x, y in batches:
+    for x, target in batches:
         optimizer.zero_grad()
-        value = loss(model(x), y)
+        loss(model(x), target)
         model.backward(loss.backward())
         optimizer.step()
+
+Speed comes from :mod:`denoise.scratch.functional`: channels-last data, im2col built
+by strided copies a chunk at a time, weight gradients as one matrix product per chunk,
+stride-1 convolutions as shifted products, and upsampling convolutions computed at low
+resolution (``benchmarks/scratch_speed.py`` compares with torch.nn + autograd).
 """
 from .activations import LeakyReLU, PReLU, ReLU, Sigmoid, Tanh
 from .errors import ScratchError

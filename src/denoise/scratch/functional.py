@@ -25,19 +25,20 @@ and the backward passes of the first two. A stride-1 convolution is also a strid
 transposed convolution with the flipped kernel (:func:`flip`), so a layer can choose,
 per direction, the cheapest formulation (see ``denoise.scratch.layers.conv_forward``).
 
-Memory. Column matrices are never built for the whole batch: the work is cut into
-chunks of whole images (or of rows of one image, for very large images) whose buffers
-fit in :data:`CHUNK_BYTES`: small enough to bound the extra memory, large enough that
-the matrix products stay big and few (few, big operations also keep two or more
-threads busy). A call reuses its chunk buffers from chunk to chunk and frees them when
-it returns (buffers kept between calls would fragment the heap and raise the peak
-memory of a whole training step). Backward passes recompute columns from the saved
-input instead of keeping them, as PyTorch's own convolution does.
+Memory and threads. Column matrices are never built for the whole batch: the work is
+cut into chunks of whole images (or of rows of one image, for very large images) whose
+largest buffer is no bigger than the call's largest activation (or :data:`CHUNK_BYTES`
+if that is more). A call's temporary memory thus stays of the order of one activation,
+as in PyTorch, while the operations stay few and large: every operation is a parallel
+region, and on a busy machine each one costs a thread wake-up, so many small ones are
+slow. A call reuses its chunk buffers from chunk to chunk and frees them when it returns
+(buffers kept between calls fragment the heap and raise the peak memory of a training
+step). Backward passes recompute columns from the saved input instead of keeping them,
+as PyTorch's own convolution does.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -45,7 +46,7 @@ from .errors import ScratchError
 
 Tensor = torch.Tensor
 
-#: Size in bytes of one chunk's largest buffer (the unit of work of every kernel).
+#: Smallest chunk budget in bytes (the budget is the call's largest activation if larger).
 CHUNK_BYTES = 4 * 2**20
 
 
@@ -170,13 +171,20 @@ class _Chunk:
         return self.r1 - self.r0
 
 
-def _plan(batch: int, small: tuple[int, int], row_bytes: int) -> tuple[list[_Chunk], bool]:
-    """Chunks of ``batch`` small images whose column rows (``row_bytes`` each) fit CHUNK_BYTES.
+def _budget(*activations: Tensor) -> int:
+    """Bytes a call's chunk buffers may take: its largest activation, at least CHUNK_BYTES."""
+    return max([CHUNK_BYTES] + [a.numel() * a.element_size() for a in activations])
+
+
+def _plan(batch: int, small: tuple[int, int], row_bytes: int,
+          *activations: Tensor) -> tuple[list[_Chunk], bool]:
+    """Chunks of ``batch`` small images whose rows (``row_bytes`` per small pixel) fit
+    :func:`_budget` of ``activations``.
 
     Returns the chunks and whether images had to be split into row blocks.
     """
     height, width = small
-    pixels = max(1, CHUNK_BYTES // max(1, row_bytes))
+    pixels = max(1, _budget(*activations) // max(1, row_bytes))
     if pixels >= height * width:
         step = pixels // (height * width)
         return [_Chunk(n0, min(batch, n0 + step), 0, height) for n0 in range(0, batch, step)], False
@@ -186,7 +194,8 @@ def _plan(batch: int, small: tuple[int, int], row_bytes: int) -> tuple[list[_Chu
 
 
 def _rows(data: Tensor, chunk: _Chunk) -> Tensor:
-    """The chunk's pixels of channels-last ``data`` as a matrix ``(pixels, C)``."""
+    """The chunk's pixels of channels-last ``data`` as a matrix ``(pixels, C)`` (a view:
+    outputs written through it are always contiguous)."""
     return data[chunk.n0:chunk.n1, chunk.r0:chunk.r1].reshape(-1, data.shape[-1])
 
 
@@ -288,7 +297,7 @@ def im2col_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     """
     batch = x.shape[0]
     out = torch.empty(batch, small[0], small[1], wmat.shape[1], dtype=x.dtype, device=x.device)
-    plan, _ = _plan(batch, small, wmat.shape[0] * x.element_size())
+    plan, _ = _plan(batch, small, wmat.shape[0] * x.element_size(), x, out)
     buffers = _Buffers()
     for chunk in plan:
         cols = _im2col(x, win, chunk, small[1], buffers)
@@ -310,7 +319,7 @@ def im2col_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     batch = x.shape[0]
     small = (grad.shape[1], grad.shape[2])
     grad_w = wmat.new_zeros(wmat.shape[1], wmat.shape[0])
-    plan, split = _plan(batch, small, wmat.shape[0] * x.element_size())
+    plan, split = _plan(batch, small, wmat.shape[0] * x.element_size(), x, grad)
     grad_x = None
     if input_grad:
         grad_x = torch.zeros_like(x) if split else torch.empty_like(x)
@@ -338,7 +347,7 @@ def col2im_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     batch, small_h, small_w, _ = x.shape
     out = torch.empty(batch, large[0], large[1], wmat.shape[1] // win.taps,
                       dtype=x.dtype, device=x.device)
-    plan, split = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
+    plan, split = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size(), x, out)
     if split:
         out.zero_()
     buffers = _Buffers()
@@ -362,7 +371,7 @@ def col2im_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     batch, small_h, small_w, _ = x.shape
     grad_w = torch.zeros_like(wmat)
     grad_x = torch.empty_like(x) if input_grad else None
-    plan, _ = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size())
+    plan, _ = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size(), x, grad)
     buffers = _Buffers()
     for chunk in plan:
         cols = _im2col(grad, win, chunk, small_w, buffers)
@@ -414,7 +423,7 @@ def shifted_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     offsets = _offsets(win, width)
     out = x.new_empty(batch, height, width, out_channels)
     flat_out = out.view(-1, out_channels)
-    plan, _ = _plan(batch, small, max(channels, out_channels) * x.element_size())
+    plan, _ = _plan(batch, small, max(channels, out_channels) * x.element_size(), x, out)
     buffers = _Buffers()
     for chunk in plan:
         rows_in = win.reach(0, chunk.rows)

@@ -6,8 +6,9 @@ Weights have PyTorch's layouts: ``(out, in, kh, kw)`` for :class:`Conv2d` and
 the same weights as the ``torch.nn`` layer). ``groups`` other than 1 and padding modes
 other than zeros are not supported.
 
-Outputs are ``(N, C, H, W)`` tensors with channels-last strides (see
-:mod:`denoise.scratch.functional`); call ``.contiguous()`` if a plain layout is needed.
+Outputs are ``(N, C, H, W)`` views of channels-last data, sometimes with gaps between
+rows (see :mod:`denoise.scratch.functional`): use ``.reshape`` rather than ``.view``, or
+``.contiguous()`` if a plain layout is needed.
 """
 from __future__ import annotations
 
