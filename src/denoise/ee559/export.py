@@ -8,6 +8,7 @@ shipped weights as a ``torch.save`` state dict of tensors (loadable with
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from .. import __version__
@@ -24,7 +25,8 @@ FILES = ("__init__.py", "model.py", "bestmodel.pth")
 _HEADER = '''"""EE-559 mini-project {number}: {what}.
 
 Written by `denoise ee559 export` (denoise {version}); the code lives in the denoise
-package ({module}). Model.load_pretrained_model() reads bestmodel.pth beside this file.
+package ({module}). Model.load_pretrained_model() reads the
+bestmodel.pth beside this file.
 """
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from pathlib import Path
 _MODEL = '''
 
 class Model({base}):
-    """{base} whose load_pretrained_model() reads this folder's bestmodel.pth."""
+    """The mini-project's model; load_pretrained_model() reads this folder's bestmodel.pth."""
 
     bestmodel = Path(__file__).with_name("bestmodel.pth")
 '''
@@ -53,8 +55,12 @@ def model_source(number: int) -> str:
     text = _HEADER.format(number=number, what=what, version=__version__, module=module)
     text += f"from {module} import Model as _Model\n"
     if names:
-        text += f"from {module} import {', '.join(names)}  # noqa: F401 (the course's names)\n"
-        text += f"\n__all__ = {['Model', *names]!r}\n"
+        listed = textwrap.fill(", ".join(names), width=92, initial_indent="    ",
+                               subsequent_indent="    ")
+        text += f"from {module} import (  # noqa: F401 (the course's names)\n{listed},\n)\n"
+        quoted = textwrap.fill(", ".join(f'"{n}"' for n in ("Model", *names)), width=92,
+                               initial_indent="    ", subsequent_indent="    ")
+        text += f"\n__all__ = [\n{quoted},\n]\n"
     return text + _MODEL.format(base="_Model")
 
 
