@@ -188,6 +188,7 @@ def test_exported_folder_passes_the_course_checks(tmp_path, small_course_data):
 
 
 @pytest.mark.slow
+@pytest.mark.course
 def test_full_size_course_run(tmp_path, data_root):
     """The course's setting: 50,000 training pairs and 1,000 validation crops from CBSD432,
     one epoch from the pretrained weights and one from scratch for each project."""
