@@ -47,7 +47,7 @@ from .errors import ScratchError
 Tensor = torch.Tensor
 
 #: Smallest chunk budget in bytes (the budget is the call's largest activation if larger).
-CHUNK_BYTES = 4 * 2**20
+CHUNK_BYTES = 16 * 2**20
 
 
 def pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
@@ -236,8 +236,12 @@ def _padded(source: Tensor, top: int, left: int, height: int, width: int,
     return buffer
 
 
-def _im2col(large: Tensor, win: Window, chunk: _Chunk, small_w: int, buffers: _Buffers) -> Tensor:
-    """Column matrix ``(pixels, kh * kw * C)`` of one chunk of the channels-last ``large``."""
+def _im2col(large: Tensor, win: Window, chunk: _Chunk, small_w: int, buffers: _Buffers,
+            out: Tensor | None = None) -> Tensor:
+    """Column matrix ``(pixels, kh * kw * C)`` of one chunk of the channels-last ``large``.
+
+    Written into ``out`` (for instance a block of columns of a wider matrix) when given.
+    """
     _, height, width, channels = large.shape
     (ph, pw), (sh, sw), (dh, dw) = win.padding, win.stride, win.dilation
     a0, a1 = chunk.r0 * sh, (chunk.r1 - 1) * sh + win.span(0)
@@ -252,9 +256,10 @@ def _im2col(large: Tensor, win: Window, chunk: _Chunk, small_w: int, buffers: _B
         (chunk.images, chunk.rows, small_w, win.kernel[0], win.kernel[1], channels),
         (n_s, sh * h_s, sw * w_s, dh * h_s, dw * w_s, c_s),
         source.storage_offset())
-    cols = buffers.get("cols", view.shape, large)
-    cols.copy_(view)
-    return cols.view(chunk.images * chunk.rows * small_w, win.taps * channels)
+    if out is None:
+        out = buffers.get("cols", (chunk.images * chunk.rows * small_w, win.taps * channels), large)
+    out.view(view.shape).copy_(view)
+    return out
 
 
 def _col2im(cols: Tensor, win: Window, chunk: _Chunk, large: Tensor, small_w: int,
@@ -342,22 +347,44 @@ def col2im_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     output's (height, width), the large image of ``win`` whose small image is ``x``.
     Returns the channels-last output ``(N, H, W, O)``.
     """
-    if min(win.padding) < 0:
+    out = x.new_empty(x.shape[0], large[0], large[1], wmat.shape[1] // win.taps)
+    col2im_conv_into(x, wmat, bias, [(win, out)])
+    return out
+
+
+def _widths(parts: list[tuple[Window, Tensor]]) -> list[int]:
+    """Column counts ``kh * kw * O`` of the parts of a multi-window transposed convolution."""
+    return [win.taps * image.shape[-1] for win, image in parts]
+
+
+def col2im_conv_into(x: Tensor, wmat: Tensor, bias: Tensor | None,
+                     parts: list[tuple[Window, Tensor]]) -> None:
+    """Several transposed convolutions of the same ``x`` at once, written into outputs.
+
+    Part ``p`` is ``(window, out)``: ``out`` (channels-last, possibly a strided view)
+    receives the transposed convolution whose matrix is the ``p``-th block of columns of
+    ``wmat`` (``(C, sum of kh * kw * O)``). One product per chunk serves every part.
+    """
+    if any(min(win.padding) < 0 for win, _ in parts):
         raise ValueError("col2im needs non-negative padding")
     batch, small_h, small_w, _ = x.shape
-    out = torch.empty(batch, large[0], large[1], wmat.shape[1] // win.taps,
-                      dtype=x.dtype, device=x.device)
-    plan, split = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size(), x, out)
+    widths = _widths(parts)
+    outs = [out for _, out in parts]
+    plan, split = _plan(batch, (small_h, small_w), sum(widths) * x.element_size(), x, *outs)
     if split:
-        out.zero_()
+        for out in outs:
+            out.zero_()
     buffers = _Buffers()
     for chunk in plan:
-        cols = buffers.get("cols", (chunk.images * chunk.rows * small_w, wmat.shape[1]), x)
+        cols = buffers.get("cols", (chunk.images * chunk.rows * small_w, sum(widths)), x)
         torch.mm(_rows(x, chunk), wmat, out=cols)
-        _col2im(cols, win, chunk, out, small_w, not split, buffers, bias)
+        start = 0
+        for (win, out), width in zip(parts, widths):
+            _col2im(cols[:, start:start + width], win, chunk, out, small_w, not split, buffers, bias)
+            start += width
     if split and bias is not None:
-        out.add_(bias)
-    return out
+        for out in outs:
+            out.add_(bias)
 
 
 def col2im_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
@@ -368,13 +395,29 @@ def col2im_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     Returns ``(grad_x, grad_w)``: ``grad_x`` like ``x`` (None unless ``input_grad``) and
     ``grad_w`` shaped like ``wmat``.
     """
+    return col2im_conv_into_backward(x, [(win, grad)], wmat, input_grad)
+
+
+def col2im_conv_into_backward(x: Tensor, parts: list[tuple[Window, Tensor]], wmat: Tensor,
+                              input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
+    """Gradients of :func:`col2im_conv_into`; part ``p`` is ``(window, output gradient)``.
+
+    The columns of every part's gradient fill one wide matrix, so that each chunk needs
+    one product for ``grad_x`` and one for ``grad_w`` (shaped like ``wmat``).
+    """
     batch, small_h, small_w, _ = x.shape
+    widths = _widths(parts)
     grad_w = torch.zeros_like(wmat)
     grad_x = torch.empty_like(x) if input_grad else None
-    plan, _ = _plan(batch, (small_h, small_w), wmat.shape[1] * x.element_size(), x, grad)
+    grads = [grad for _, grad in parts]
+    plan, _ = _plan(batch, (small_h, small_w), sum(widths) * x.element_size(), x, *grads)
     buffers = _Buffers()
     for chunk in plan:
-        cols = _im2col(grad, win, chunk, small_w, buffers)
+        cols = buffers.get("cols", (chunk.images * chunk.rows * small_w, sum(widths)), x)
+        start = 0
+        for (win, grad), width in zip(parts, widths):
+            _im2col(grad, win, chunk, small_w, buffers, out=cols[:, start:start + width])
+            start += width
         rows = _rows(x, chunk)
         grad_w.addmm_(rows.t(), cols)
         if grad_x is not None:
@@ -441,7 +484,8 @@ class Phase:
 
     They form a stride-1 convolution of the *low-resolution* input whose kernel is
     ``merge[0] @ w @ merge[1].T``: the taps that read the same low-resolution pixel are
-    summed. ``window`` is that convolution's geometry, ``size`` its output size.
+    summed. ``window`` is that convolution's geometry, ``size`` its output size and
+    ``taps`` the merged tap of each original tap, per axis.
     """
 
     offset: tuple[int, int]
@@ -454,7 +498,8 @@ class Phase:
         matrices = []
         for axis, rows in enumerate(self.taps):
             matrix = like.new_zeros(self.window.kernel[axis], len(rows))
-            matrix[torch.tensor(rows, device=like.device), torch.arange(len(rows), device=like.device)] = 1
+            columns = torch.arange(len(rows), device=like.device)
+            matrix[torch.tensor(rows, device=like.device), columns] = 1
             matrices.append(matrix)
         return matrices[0], matrices[1]
 
@@ -480,9 +525,11 @@ def upsample_phases(scale: tuple[int, int], win: Window, out: tuple[int, int]) -
         raise ValueError("the phase decomposition needs a stride-1 convolution")
     phases = []
     for a in range(min(scale[0], out[0])):
-        top, rows, kh, qh = _axis_phase(a, scale[0], win.kernel[0], win.padding[0], win.dilation[0], out[0])
+        top, rows, kh, qh = _axis_phase(a, scale[0], win.kernel[0], win.padding[0],
+                                        win.dilation[0], out[0])
         for b in range(min(scale[1], out[1])):
             left, cols, kw, qw = _axis_phase(b, scale[1], win.kernel[1], win.padding[1],
                                              win.dilation[1], out[1])
-            phases.append(Phase((a, b), Window((kh, kw), (1, 1), (top, left)), (qh, qw), (rows, cols)))
+            window = Window((kh, kw), (1, 1), (top, left))
+            phases.append(Phase((a, b), window, (qh, qw), (rows, cols)))
     return phases

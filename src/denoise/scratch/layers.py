@@ -145,6 +145,17 @@ def _flipped_ok(win: F.Window) -> bool:
     return win.stride == (1, 1) and min(F.flip(win).padding) >= 0
 
 
+def _transposed_form(weight: Tensor) -> Tensor:
+    """The ``(C, kh * kw * O)`` matrix of a stride-1 conv weight seen as a transposed conv."""
+    return F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
+
+
+def _from_transposed_form(grad: Tensor, shape: torch.Size) -> Tensor:
+    """Gradient of the :func:`_transposed_form` matrix as a conv weight gradient of ``shape``."""
+    out_channels, in_channels, kh, kw = shape
+    return grad.view(in_channels, kh, kw, out_channels).permute(3, 0, 1, 2).flip(2, 3)
+
+
 def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
                  small: tuple[int, int]) -> Tensor:
     """Channels-last convolution by the cheapest formulation (``weight``: ``(O, C, kh, kw)``).
@@ -154,8 +165,7 @@ def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
     """
     out_channels, in_channels = weight.shape[:2]
     if win.taps * out_channels <= in_channels and _flipped_ok(win):
-        tmat = F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
-        return F.col2im_conv(x, tmat, bias, F.flip(win), small)
+        return F.col2im_conv(x, _transposed_form(weight), bias, F.flip(win), small)
     if win.stride == (1, 1) and in_channels >= SHIFTED_MIN_CHANNELS:
         return F.shifted_conv(x, F.conv_matrix(weight), bias, win, small)
     return F.im2col_conv(x, F.conv_matrix(weight), bias, win, small)
@@ -170,9 +180,9 @@ def conv_backward(x: Tensor, grad: Tensor, weight: Tensor, win: F.Window,
     """
     out_channels, in_channels, kh, kw = weight.shape
     if win.stride == (1, 1) and out_channels <= in_channels:
-        tmat = F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
-        grad_x, grad_t = F.col2im_conv_backward(x, grad, tmat, F.flip(win), input_grad)
-        return grad_x, grad_t.view(in_channels, kh, kw, out_channels).permute(3, 0, 1, 2).flip(2, 3)
+        grad_x, grad_t = F.col2im_conv_backward(x, grad, _transposed_form(weight), F.flip(win),
+                                                input_grad)
+        return grad_x, _from_transposed_form(grad_t, weight.shape)
     grad_x, grad_m = F.im2col_conv_backward(x, grad, F.conv_matrix(weight), win, input_grad)
     return grad_x, grad_m.view(out_channels, kh, kw, in_channels).permute(0, 3, 1, 2)
 
@@ -329,12 +339,17 @@ class Upsampling(Sequential):
         phases = F.upsample_phases((sh, sw), conv.window, size)
         x_nhwc = F.to_nhwc(x)
         weight = conv.weight.data.clone()
+        kernels = [_merged_kernel(weight, phase) for phase in phases]
         y = x_nhwc.new_empty(x.shape[0], size[0], size[1], conv.out_channels)
-        for phase in phases:
-            (a, b), (rows, cols) = phase.offset, phase.merge(weight)
-            kernel = rows @ weight @ cols.t()
-            y[:, a::sh, b::sw] = conv_forward(x_nhwc, kernel, conv._bias_data(), phase.window,
-                                              phase.size)
+        views = [y[:, a::sh, b::sw] for a, b in (phase.offset for phase in phases)]
+        if all(k.shape[2] * k.shape[3] * k.shape[0] <= k.shape[1] and _flipped_ok(p.window)
+               for k, p in zip(kernels, phases)):  # every phase in the transposed form: one product
+            matrix = torch.cat([_transposed_form(k) for k in kernels], dim=1)
+            F.col2im_conv_into(x_nhwc, matrix, conv._bias_data(),
+                               [(F.flip(p.window), view) for p, view in zip(phases, views)])
+        else:
+            for phase, kernel, view in zip(phases, kernels, views):
+                view.copy_(conv_forward(x_nhwc, kernel, conv._bias_data(), phase.window, phase.size))
         out = F.from_nhwc(y)
         self._save(x_nhwc, weight, phases, out.shape)
         return out
@@ -348,16 +363,31 @@ class Upsampling(Sequential):
         grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
         self._release_saved()
         sh, sw = self.upsample.scale_factor
-        grad_x, grad_w = None, torch.zeros_like(weight)
-        for phase in phases:
-            (a, b), (rows, cols) = phase.offset, phase.merge(weight)
-            part_x, part_w = conv_backward(x_nhwc, grad_nhwc[:, a::sh, b::sw],
-                                           rows @ weight @ cols.t(), phase.window)
-            grad_w.add_(rows.t() @ part_w @ cols)
-            grad_x = part_x if grad_x is None else grad_x.add_(part_x)
-        self.conv.weight.grad.add_(grad_w)
+        kernels = [_merged_kernel(weight, phase) for phase in phases]
+        views = [grad_nhwc[:, a::sh, b::sw] for a, b in (phase.offset for phase in phases)]
+        if weight.shape[0] <= weight.shape[1]:  # the transposed form: one product for all phases
+            matrix = torch.cat([_transposed_form(k) for k in kernels], dim=1)
+            grad_x, grad_t = F.col2im_conv_into_backward(
+                x_nhwc, [(F.flip(p.window), view) for p, view in zip(phases, views)], matrix)
+            blocks = grad_t.split([k.shape[0] * k.shape[2] * k.shape[3] for k in kernels], dim=1)
+            grad_kernels = [_from_transposed_form(b, k.shape) for b, k in zip(blocks, kernels)]
+        else:
+            grad_x, grad_kernels = None, []
+            for phase, kernel, view in zip(phases, kernels, views):
+                part_x, part_k = conv_backward(x_nhwc, view, kernel, phase.window)
+                grad_x = part_x if grad_x is None else grad_x.add_(part_x)
+                grad_kernels.append(part_k)
+        for phase, grad_kernel in zip(phases, grad_kernels):
+            rows, cols = phase.merge(weight)
+            self.conv.weight.grad.add_(rows.t() @ grad_kernel @ cols)
         self.conv._accumulate_bias(grad_nhwc)
         return F.from_nhwc(grad_x)
+
+
+def _merged_kernel(weight: Tensor, phase: F.Phase) -> Tensor:
+    """The kernel ``(O, C, R_h, R_w)`` of one upsampling phase: taps summed per input pixel."""
+    rows, cols = phase.merge(weight)
+    return rows @ weight @ cols.t()
 
 
 class MaxPool2d(Module):
