@@ -20,3 +20,13 @@ def data_root():
 def generator() -> torch.Generator:
     """A CPU torch.Generator seeded with 0, fresh for each test."""
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small models on a shared 2-core machine: one thread avoids oversubscription.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

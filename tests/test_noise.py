@@ -144,6 +144,24 @@ def test_text_draws_different_strings_per_image(generator):
     assert not torch.equal(noisy[0], noisy[1])
 
 
+@pytest.mark.parametrize("size, side, low, high", [((10, 30), 64, 10, 30), ((10, 30), 512, 10, 30),
+                                                   (None, 512, 25, 102)])
+def test_text_font_sizes_fixed_in_pixels_or_scaled_to_the_image(generator, monkeypatch, size, side, low, high):
+    """Fixed sizes are the same on a training crop and a whole image; the default scales."""
+    asked = []
+    font = nz._font
+
+    def spy(px):
+        asked.append(px)
+        return font(px)
+
+    monkeypatch.setattr(nz, "_font", spy)
+    noisy = Text(0.25, size=size)(torch.full((1, 3, side, side), 0.5), generator)
+    assert asked and low <= min(asked) and max(asked) <= high
+    assert max(asked) - min(asked) > (high - low) / 3  # sizes spread over the range
+    assert (noisy != 0.5).any(dim=1).float().mean() >= 0.25
+
+
 def test_text_rejects_coverage_it_cannot_reach():
     with pytest.raises(InputError, match="0.95"):
         Text(0.99)
@@ -215,6 +233,8 @@ def test_bad_generator_and_image():
     ("saltpepper:0.1", SaltPepper(0.1)),
     ("salt_pepper:0.1", SaltPepper(0.1)),
     ("text:0.25", Text(0.25)),
+    ("text:0.25,10-30", Text(0.25, size=(10, 30))),
+    ("text:0.25,12", Text(0.25, size=(12, 12))),
     ("Gaussian:25", Gaussian(25 / 255)),
 ])
 def test_parse_noise(spec, expected):
@@ -243,6 +263,9 @@ def test_spec_scales():
     ("bernoulli:1.5", "<= 1"),
     ("impulse:-0.1", ">= 0"),
     ("text:0.3:bold", "unknown option"),
+    ("text:0.3,0-5", "size must be >= 1"),
+    ("text:0.3,30-10", "lo <= hi"),
+    ("text:0.3,10,20", "needs 1 value"),
     ("gaussian:25:per_channel", "unknown option"),
 ])
 def test_bad_specs(spec, match):

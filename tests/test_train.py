@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from denoise import train as T
+from denoise.data import random_patches
 from denoise.errors import InputError
 from denoise.io import write_image
 from denoise.models import create_model
@@ -21,13 +22,7 @@ def _smooth(seed: int, c: int = 1, size: int = 24) -> torch.Tensor:
     return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -248,3 +243,57 @@ def test_loss_is_matched_to_the_noise(folder, tmp_path, noise, loss):
     if loss == "AnnealedL0Loss":
         assert trainer.loss_fn.floor == 0.2
     assert trainer.fit().step == 1
+
+
+def _spy_loss(trainer):
+    """Replace the trainer's loss with a recorder of what it is given."""
+    calls = []
+    loss = trainer.loss_fn
+
+    def spy(pred, target, *, mask=None, progress=0.0):
+        calls.append((target.clone(), None if mask is None else mask.clone()))
+        return loss(pred, target, mask=mask, progress=progress)
+
+    trainer.loss_fn = spy
+    return calls
+
+
+def test_bernoulli_noisy_targets_train_with_the_targets_mask(folder, tmp_path):
+    trainer = Trainer(_config(folder, tmp_path / "r", noise="bernoulli:0.5", steps=2))
+    assert trainer.config.loss_name() == "masked_l2"
+    calls = _spy_loss(trainer)
+    trainer.fit()
+    assert len(calls) == 2
+    for target, mask in calls:
+        assert mask is not None and mask.shape == (4, 1, 16, 16)
+        assert 0.3 < float(mask.mean()) < 0.7
+        # the mask is the target's own: its dropped pixels, and only those, are zero
+        assert torch.equal(target == 0, (mask == 0).expand_as(target))
+
+
+@pytest.mark.parametrize("noise", ["bernoulli:0.5", "impulse:0.5", "text:0.25,8-12"])
+def test_clean_targets_use_plain_l2_against_the_clean_patch(folder, tmp_path, noise):
+    trainer = Trainer(_config(folder, tmp_path / "r", noise=noise, target="clean", steps=1))
+    assert trainer.config.loss_name() == "l2" and trainer.loss_fn is T.get_loss("l2")
+    state = trainer.generator.get_state()
+    calls = _spy_loss(trainer)
+    trainer.fit()
+    (target, mask), = calls
+    g = torch.Generator()
+    g.set_state(state)
+    (clean,) = random_patches(trainer.data.images, 4, 16, g)  # the batch's crops, before noise
+    assert mask is None and torch.equal(target, clean)
+
+
+def test_folder_data_on_loaded_images_matches_build_data(folder, tmp_path):
+    from denoise.data import load_folder
+
+    cfg = _config(folder, tmp_path / "r", val_count=2)
+    built = T.build_data(cfg)
+    _, images = load_folder(folder)
+    shared = T.folder_data(cfg, images)
+    assert len(shared.images) == len(images) - 2 and len(shared.val_images) == 2
+    assert all(torch.equal(a, b) for a, b in zip(shared.images, built.images))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(shared.validation(), built.validation()))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(shared.sample(4, g1).input, built.sample(4, g2).input)

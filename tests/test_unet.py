@@ -6,13 +6,7 @@ from denoise.models import create_model, get_entry
 from denoise.models.unet import N2NUNet, SmallUNet, conv_receptive_radius, pad_to_multiple
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions on a shared 2-core machine: one thread avoids oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gradient_reach(model, size: int, pos: int) -> int:

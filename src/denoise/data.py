@@ -261,15 +261,17 @@ def load_pairs(pairs: Sequence[tuple[Path, Path]], *, gray: bool | None = None
     return out
 
 
-def load_pkl_pairs(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load an EE-559 pair file: a ``.pkl`` holding two uint8 tensors (N, 3, 32, 32).
+def load_uint8_pair(path: str | Path, *, size: tuple[int, int] | None = None,
+                    missing_hint: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    """The two uint8 tensors (N, 3, H, W) of an EE-559-style ``.pkl`` pair file.
 
-    Loaded with ``torch.load(weights_only=True)`` (no code runs from the file). Returns two
-    float32 tensors in [0, 1]. Raises InputError for any other content.
+    Loaded with ``torch.load(weights_only=True)`` (no code runs from the file). ``size``
+    requires (H, W); ``missing_hint`` is appended to the message of a missing file.
+    Raises InputError / ImageReadError for any other content.
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"pair file not found: {path}")
+        raise InputError(f"pair file not found: {path}{missing_hint}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip and weights_only errors all mean a bad file
@@ -278,17 +280,26 @@ def load_pkl_pairs(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(obj, (tuple, list)) or len(obj) != 2:
         raise InputError(f"{path.name} must hold a tuple of two tensors (input, target), "
                          f"got {type(obj).__name__}")
+    expected = "(N, 3, {}, {})".format(*size) if size else "(N, 3, H, W)"
     a, b = obj
     for name, t in (("first", a), ("second", b)):
         if not isinstance(t, torch.Tensor):
             raise InputError(f"{path.name}: the {name} item is a {type(t).__name__}, not a tensor")
         if t.dtype != torch.uint8:
             raise InputError(f"{path.name}: the {name} tensor has dtype {t.dtype}; expected torch.uint8")
-        if t.dim() != 4 or tuple(t.shape[1:]) != (3, 32, 32) or t.shape[0] == 0:
+        if (t.dim() != 4 or t.shape[1] != 3 or t.shape[0] == 0
+                or (size is not None and tuple(t.shape[2:]) != tuple(size))):
             raise InputError(f"{path.name}: the {name} tensor has shape {tuple(t.shape)}; "
-                             "expected (N, 3, 32, 32)")
+                             f"expected {expected}")
     if a.shape != b.shape:
         raise InputError(f"{path.name}: the two tensors differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
+    return a, b
+
+
+def load_pkl_pairs(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load an EE-559 training pair file (two uint8 tensors (N, 3, 32, 32)) as two float32
+    tensors in [0, 1]; see :func:`load_uint8_pair` for the checks."""
+    a, b = load_uint8_pair(path, size=(32, 32))
     return a.float().div_(255), b.float().div_(255)
 
 

@@ -28,6 +28,8 @@ bernoulli:0.5      Bernoulli(0.5)     x * mask, mask = 1 with probability p (kep
 impulse:0.5        Impulse(0.5)       a fraction p of pixels get a uniform random colour
 saltpepper:0.1     SaltPepper(0.1)    a fraction p of pixels set to 0 or 1 (even odds)
 text:0.25          Text(0.25)         random strings cover a fraction p of the pixels
+text:0.25,10-30    Text(0.25, (10,    the same, font sizes 10 to 30 pixels whatever
+                   30))               the image size (crops and full images alike)
 =================  =================  ===========================================
 
 Append ``:clip`` to a spec to clip the result to [0, 1], e.g. ``gaussian:25:clip``.
@@ -332,12 +334,30 @@ class Text(_FractionNoise):
     colours are drawn until they cover a fraction ``p`` of the pixels (``p <= 0.95``).
 
     Text is drawn without anti-aliasing, so a pixel is either covered (it takes the
-    string's colour) or untouched. Font sizes scale with the image: from
-    ``min(H, W) / 20`` to ``min(H, W) / 5`` pixels, at least 8.
+    string's colour) or untouched. Font sizes are drawn uniformly from ``size`` = (lo, hi)
+    pixels; by default (``size=None``) they scale with the image: from ``min(H, W) / 20``
+    to ``min(H, W) / 5`` pixels, at least 8. Give fixed sizes when a model is trained on
+    crops and applied to whole images, so that it sees text of the same size in both.
     """
 
     kind = "text"
     p_max = 0.95
+
+    def __init__(self, p: Param, size: tuple[float, float] | None = None, *, clip: bool = False):
+        super().__init__(p, clip=clip)
+        if size is not None:
+            size = _check_param("Text", "size", size, 1.0, unit=" (font size in pixels)")
+            if not isinstance(size, tuple):
+                size = (size, size)
+            size = (int(round(size[0])), int(round(size[1])))
+        self.size: tuple[int, int] | None = size
+
+    def _spec_params(self):
+        sizes = "" if self.size is None else f",{self.size[0]}-{self.size[1]}"
+        return super()._spec_params() + sizes
+
+    def _repr_params(self):
+        return super()._repr_params() + ("" if self.size is None else f", size={self.size}")
 
     def _apply(self, x, gen):
         n, c, h, w = x.shape
@@ -345,7 +365,7 @@ class Text(_FractionNoise):
         noisy = x.clone()
         for i, fraction in enumerate(fractions):
             seed = int(torch.randint(0, 2 ** 62, (1,), generator=gen, device=gen.device))
-            mask, colour = _text_layer(h, w, c, fraction, np.random.default_rng(seed))
+            mask, colour = _text_layer(h, w, c, fraction, np.random.default_rng(seed), self.size)
             mask = torch.from_numpy(mask).to(x.device)
             colour = torch.from_numpy(colour).to(x.device, x.dtype)
             noisy[i] = torch.where(mask, colour, x[i])
@@ -360,15 +380,20 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _text_layer(h: int, w: int, c: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Draw random strings until they cover ``fraction`` of an h x w image.
+def _text_layer(h: int, w: int, c: int, fraction: float, rng: np.random.Generator,
+                size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw random strings until they cover ``fraction`` of an h x w image, with font
+    sizes in ``size`` (pixels, inclusive), or scaled to the image when None.
 
     Returns the coverage mask (H, W) bool and the text colours (C, H, W) float32 in [0, 1].
     """
     covered = np.zeros((h, w), bool)
     colours = np.zeros((h, w, c), np.uint8)
-    smallest = max(8, min(h, w) // 20)
-    largest = max(smallest + 1, min(h, w) // 5)
+    if size is None:
+        smallest = max(8, min(h, w) // 20)
+        largest = max(smallest + 1, min(h, w) // 5)
+    else:
+        smallest, largest = size
     target = fraction * h * w
     while covered.sum() < target:
         size = int(rng.integers(smallest, largest + 1))
@@ -410,7 +435,8 @@ NOISE_KINDS: dict[str, type[Noise]] = {cls.kind: cls for cls in
                                        (Gaussian, Poisson, PoissonGaussian, Bernoulli, Impulse, SaltPepper, Text)}
 
 _USAGE = ("gaussian:SIGMA (0-255 scale, or LO-HI), poisson:LAM, poissongaussian:LAM,SIGMA, "
-          "bernoulli:P, impulse:P, saltpepper:P, text:P; append :clip to clip to [0, 1]")
+          "bernoulli:P, impulse:P, saltpepper:P, text:P (or text:P,LO-HI with font sizes in "
+          "pixels); append :clip to clip to [0, 1]")
 
 
 def parse_noise(spec: str | Noise) -> Noise:
@@ -455,6 +481,8 @@ def _parse_value(text: str, spec: str) -> Param:
 
 def _build(kind: str, params: list[Param], kwargs: dict, spec: str) -> Noise:
     needed = 2 if kind == "poissongaussian" else 1
+    if kind == "text" and len(params) == 2:
+        return Text(params[0], params[1], **kwargs)
     if len(params) != needed:
         raise InputError(f"noise spec {spec!r} needs {needed} value{'s' if needed > 1 else ''}; "
                          f"use one of: {_USAGE}")

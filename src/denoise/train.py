@@ -263,17 +263,26 @@ def default_val_noise(config: TrainConfig) -> str:
     return config.noise
 
 
+def folder_data(config: TrainConfig, images: list[torch.Tensor]):
+    """The data=folder source of ``config`` on already loaded clean ``images`` (sorted by
+    name, as :func:`denoise.data.load_folder` returns them): the last ``val_count`` are
+    held out. Several runs on one folder (a benchmark) load it once and share it."""
+    from . import data as D
+
+    n = D.split_holdout(len(images), config.val_count, f"images in {config.train_dir}")
+    return D.CleanFolderData(images[:n], D.parse_noise(config.noise), target=config.target,
+                             crop=config.crop, val_images=images[n:],
+                             val_noise=D.parse_noise(default_val_noise(config)),
+                             val_crop=config.val_crop, val_seed=config.seed + 12345)
+
+
 def build_data(config: TrainConfig):
     """The training data source described by ``config`` (see :mod:`denoise.data`)."""
     from . import data as D
 
     if config.data == "folder":
         _, images = D.load_folder(config.train_dir, gray=config.gray)
-        n = D.split_holdout(len(images), config.val_count, f"images in {config.train_dir}")
-        return D.CleanFolderData(images[:n], D.parse_noise(config.noise), target=config.target,
-                                 crop=config.crop, val_images=images[n:],
-                                 val_noise=D.parse_noise(default_val_noise(config)),
-                                 val_crop=config.val_crop, val_seed=config.seed + 12345)
+        return folder_data(config, images)
     if config.data == "pairs":
         paths = D.pair_paths(config.train_dir, config.target_dir, input_suffix=config.input_suffix,
                              target_suffix=config.target_suffix)

@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import ImageReadError, ImageWriteError, InputError
+from ..data import load_uint8_pair
+from ..errors import ImageWriteError, InputError
 from ..io import list_images, read_image
 from ..metrics import psnr
 from ..utils import atomic_path
@@ -244,19 +245,7 @@ def save_pair(path: str | Path, a: torch.Tensor, b: torch.Tensor, *, overwrite: 
 def load_course_pair(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The two uint8 tensors (N, 3, H, W) of a course ``.pkl`` file, read without running
     code from it (``weights_only=True``); InputError / ImageReadError for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"course data file not found: {path}; build it with 'denoise data ee559'")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # zip, unpickling and weights_only errors all mean a bad file
-        raise ImageReadError(f"cannot read {path} as a pair of tensors: {str(exc).splitlines()[0]}") from None
-    if not (isinstance(obj, (tuple, list)) and len(obj) == 2
-            and all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.dim() == 4
-                    and t.shape[1] == 3 and t.shape[0] > 0 for t in obj)
-            and obj[0].shape == obj[1].shape):
-        raise InputError(f"{path} must hold two uint8 tensors (N, 3, H, W) of the same shape")
-    return obj[0], obj[1]
+    return load_uint8_pair(path, missing_hint="; build it with 'denoise data ee559'")
 
 
 def write_ee559_data(out: str | Path, data: EE559Data, *, overwrite: bool = False,
