@@ -265,7 +265,7 @@ def test_spec_scales():
     ("text:0.3:bold", "unknown option"),
     ("text:0.3,0-5", "size must be >= 1"),
     ("text:0.3,30-10", "lo <= hi"),
-    ("text:0.3,10,20", "needs 1 value"),
+    ("text:0.3,10,20", "needs 1 or 2 values"),
     ("gaussian:25:per_channel", "unknown option"),
 ])
 def test_bad_specs(spec, match):

@@ -381,19 +381,19 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def _text_layer(h: int, w: int, c: int, fraction: float, rng: np.random.Generator,
-                size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                sizes: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Draw random strings until they cover ``fraction`` of an h x w image, with font
-    sizes in ``size`` (pixels, inclusive), or scaled to the image when None.
+    sizes in ``sizes`` (pixels, inclusive), or scaled to the image when None.
 
     Returns the coverage mask (H, W) bool and the text colours (C, H, W) float32 in [0, 1].
     """
     covered = np.zeros((h, w), bool)
     colours = np.zeros((h, w, c), np.uint8)
-    if size is None:
+    if sizes is None:
         smallest = max(8, min(h, w) // 20)
         largest = max(smallest + 1, min(h, w) // 5)
     else:
-        smallest, largest = size
+        smallest, largest = sizes
     target = fraction * h * w
     while covered.sum() < target:
         size = int(rng.integers(smallest, largest + 1))
@@ -479,18 +479,22 @@ def _parse_value(text: str, spec: str) -> Param:
         raise InputError(f"bad number {text.strip()!r} in noise spec {spec!r}; use one of: {_USAGE}") from None
 
 
+#: How many comma-separated values each spec takes (one unless listed): Poisson-Gaussian
+#: its lambda and sigma, text its coverage and optionally its font sizes.
+_VALUE_COUNTS = {"poissongaussian": (2,), "text": (1, 2)}
+
+
 def _build(kind: str, params: list[Param], kwargs: dict, spec: str) -> Noise:
-    needed = 2 if kind == "poissongaussian" else 1
-    if kind == "text" and len(params) == 2:
-        return Text(params[0], params[1], **kwargs)
-    if len(params) != needed:
-        raise InputError(f"noise spec {spec!r} needs {needed} value{'s' if needed > 1 else ''}; "
+    counts = _VALUE_COUNTS.get(kind, (1,))
+    if len(params) not in counts:
+        needed = " or ".join(map(str, counts))
+        raise InputError(f"noise spec {spec!r} needs {needed} value{'s' if max(counts) > 1 else ''}; "
                          f"use one of: {_USAGE}")
     if kind == "gaussian":
         return Gaussian(_scale(params[0], 1 / 255), **kwargs)
     if kind == "poissongaussian":
         return PoissonGaussian(params[0], _scale(params[1], 1 / 255), **kwargs)
-    return NOISE_KINDS[kind](params[0], **kwargs)
+    return NOISE_KINDS[kind](*params, **kwargs)
 
 
 def _scale(value: Param, factor: float) -> Param:

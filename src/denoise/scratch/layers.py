@@ -145,6 +145,20 @@ def _flipped_ok(win: F.Window) -> bool:
     return win.stride == (1, 1) and min(F.flip(win).padding) >= 0
 
 
+def _transposed_forward(weight: Tensor, win: F.Window) -> bool:
+    """Whether the forward of a conv (``weight``: ``(O, C, kh, kw)``) takes the transposed
+    form: stride 1 with a valid flipped window, and ``kh * kw * O <= C`` (its columns are
+    then the narrowest)."""
+    out_channels, in_channels, kh, kw = weight.shape
+    return kh * kw * out_channels <= in_channels and _flipped_ok(win)
+
+
+def _transposed_backward(weight: Tensor, win: F.Window) -> bool:
+    """Whether the backward takes the transposed form: stride 1 and ``O <= C`` (the columns
+    of the output gradient then serve both products)."""
+    return win.stride == (1, 1) and weight.shape[0] <= weight.shape[1]
+
+
 def _transposed_form(weight: Tensor) -> Tensor:
     """The ``(C, kh * kw * O)`` matrix of a stride-1 conv weight seen as a transposed conv."""
     return F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
@@ -163,8 +177,8 @@ def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
     Stride 1: the transposed form when ``kh * kw * O <= C`` (its columns are the
     narrowest), else shifted products when ``C`` is wide enough, else im2col.
     """
-    out_channels, in_channels = weight.shape[:2]
-    if win.taps * out_channels <= in_channels and _flipped_ok(win):
+    in_channels = weight.shape[1]
+    if _transposed_forward(weight, win):
         return F.col2im_conv(x, _transposed_form(weight), bias, F.flip(win), small)
     if win.stride == (1, 1) and in_channels >= SHIFTED_MIN_CHANNELS:
         return F.shifted_conv(x, F.conv_matrix(weight), bias, win, small)
@@ -179,7 +193,7 @@ def conv_backward(x: Tensor, grad: Tensor, weight: Tensor, win: F.Window,
     columns serve both products; otherwise im2col of the input, and col2im for ``grad_x``.
     """
     out_channels, in_channels, kh, kw = weight.shape
-    if win.stride == (1, 1) and out_channels <= in_channels:
+    if _transposed_backward(weight, win):
         grad_x, grad_t = F.col2im_conv_backward(x, grad, _transposed_form(weight), F.flip(win),
                                                 input_grad)
         return grad_x, _from_transposed_form(grad_t, weight.shape)
@@ -342,8 +356,8 @@ class Upsampling(Sequential):
         kernels = [_merged_kernel(weight, phase) for phase in phases]
         y = x_nhwc.new_empty(x.shape[0], size[0], size[1], conv.out_channels)
         views = [y[:, a::sh, b::sw] for a, b in (phase.offset for phase in phases)]
-        if all(k.shape[2] * k.shape[3] * k.shape[0] <= k.shape[1] and _flipped_ok(p.window)
-               for k, p in zip(kernels, phases)):  # every phase in the transposed form: one product
+        if all(_transposed_forward(k, p.window) for k, p in zip(kernels, phases)):
+            # every phase in the transposed form: one product serves them all
             matrix = torch.cat([_transposed_form(k) for k in kernels], dim=1)
             F.col2im_conv_into(x_nhwc, matrix, conv._bias_data(),
                                [(F.flip(p.window), view) for p, view in zip(phases, views)])
@@ -365,7 +379,8 @@ class Upsampling(Sequential):
         sh, sw = self.upsample.scale_factor
         kernels = [_merged_kernel(weight, phase) for phase in phases]
         views = [grad_nhwc[:, a::sh, b::sw] for a, b in (phase.offset for phase in phases)]
-        if weight.shape[0] <= weight.shape[1]:  # the transposed form: one product for all phases
+        if all(_transposed_backward(k, p.window) for k, p in zip(kernels, phases)):
+            # every phase in the transposed form: one product serves them all
             matrix = torch.cat([_transposed_form(k) for k in kernels], dim=1)
             grad_x, grad_t = F.col2im_conv_into_backward(
                 x_nhwc, [(F.flip(p.window), view) for p, view in zip(phases, views)], matrix)
