@@ -11,28 +11,35 @@ Time: both frameworks run in the same process on the same number of threads, ste
 interleaved (the order alternates), after warm-up steps; the table gives median and
 minimum step times and their ratios. The scratch side runs under
 ``torch.set_grad_enabled(False)``; its first convolution skips the input gradient, as
-autograd does for an input that does not require one.
+autograd does for an input that does not require one. With ``--runs N`` the whole
+timing is repeated N times and every run is reported, each with its load average.
 
 Peak memory: each (network, framework) pair runs in a fresh subprocess, so neither
 allocator's state leaks into the other. The child builds the model and data, resets the
 kernel's peak-RSS counter (``/proc/self/clear_refs``), runs the steps, and reports the
 peak resident memory (``VmHWM``) above the resident memory before the first step. RSS
 sees every allocation (torch's allocator included, which ``tracemalloc`` would miss);
-Linux only.
+Linux only. Measured once (in the first run).
 
 Nothing is asserted: the script prints ratios against the reference measured in the
-same run. On a shared machine the load average printed with the results matters.
+same run. On a shared machine the load average printed with the results matters: other
+processes take CPU time from both frameworks, but they also delay the start of every
+parallel region of the two threads, and the scratch step has more (smaller) operations
+than torch's fused convolutions.
 
     python benchmarks/scratch_speed.py                  # both networks, 2 threads
+    python benchmarks/scratch_speed.py --runs 2 --markdown benchmarks/results/scratch_speed.md
     python benchmarks/scratch_speed.py --threads 1 --steps 30 --json out.json
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib.util
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -139,6 +146,86 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _load() -> tuple[float, float, float]:
+    """The 1, 5 and 15-minute load averages (NaN where the platform has none)."""
+    return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+
+
+def _load_text(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in load)
+
+
+def measure(network: str, args, memory: bool) -> dict:
+    """One network's entry: median and minimum step times, ratios, and peak memory."""
+    times = time_steps(network, args.batch, args.steps, args.warmup)
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    low = {k: min(v) * 1e3 for k, v in times.items()}
+    entry = {"torch_ms_median": med["torch"], "scratch_ms_median": med["scratch"],
+             "torch_ms_min": low["torch"], "scratch_ms_min": low["scratch"],
+             "time_ratio_median": med["scratch"] / med["torch"],
+             "time_ratio_min": low["scratch"] / low["torch"]}
+    if memory:
+        peaks = {fw: peak_memory(network, fw, args.batch, args.memory_steps, args.threads)
+                 for fw in ("torch", "scratch")}
+        if None not in peaks.values():
+            entry.update(torch_peak_mib=peaks["torch"], scratch_peak_mib=peaks["scratch"],
+                         memory_ratio=peaks["scratch"] / peaks["torch"])
+    return entry
+
+
+HEADER = (f"{'network':8} {'torch ms':>16} {'scratch ms':>16} {'ratio':>11} "
+          f"{'torch MiB':>10} {'scratch MiB':>12} {'ratio':>6}")
+
+
+def table_line(network: str, entry: dict) -> str:
+    """One line of the printed table."""
+    mem = f"{'-':>10} {'-':>12} {'-':>6}"
+    if "memory_ratio" in entry:
+        mem = (f"{entry['torch_peak_mib']:10.0f} {entry['scratch_peak_mib']:12.0f} "
+               f"{entry['memory_ratio']:6.2f}")
+    return (f"{network:8} {entry['torch_ms_median']:7.1f} ({entry['torch_ms_min']:6.1f}) "
+            f"{entry['scratch_ms_median']:7.1f} ({entry['scratch_ms_min']:6.1f}) "
+            f"{entry['time_ratio_median']:5.2f} ({entry['time_ratio_min']:4.2f}) {mem}")
+
+
+def markdown(results: dict) -> str:
+    """The results as a Markdown report: context, then one table per run."""
+    lines = ["# Scratch framework against torch.nn: training-step time and peak memory", "",
+             f"- date: {results['date']}",
+             f"- command: `{results['command']}`",
+             (f"- torch {results['torch']}, {results['threads']} threads, {results['cpu']} "
+              f"({results['cpus']} CPUs)"),
+             (f"- batch {results['batch']} of 3x32x32, {results['steps']} interleaved steps per "
+              f"framework after {results['warmup']} warm-up steps; {len(results['runs'])} "
+              "run(s), all shown below (none dropped or selected)"),
+             ("- time: median (minimum) of the step times; ratio = scratch / torch, from the "
+              "same run"),
+             ("- memory: peak RSS above the start, each framework in a fresh process "
+              "(measured in the first run)"),
+             ("- load average (1 / 5 / 15 min) is printed per run: the machine is shared, and "
+              "other processes slow both frameworks but also delay every parallel region, "
+              "so a loaded machine raises the ratio"), ""]
+    for index, run in enumerate(results["runs"], 1):
+        lines += [f"## Run {index}", "",
+                  (f"load average before {_load_text(run['load_before'])}, after "
+                   f"{_load_text(run['load_after'])}"), "",
+                  ("| network | torch ms | scratch ms | time ratio | torch MiB | scratch MiB "
+                   "| memory ratio |"),
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for network, e in run["networks"].items():
+            mem = ["-", "-", "-"]
+            if "memory_ratio" in e:
+                mem = [f"{e['torch_peak_mib']:.0f}", f"{e['scratch_peak_mib']:.0f}",
+                       f"{e['memory_ratio']:.2f}"]
+            lines.append(
+                f"| {network} | {e['torch_ms_median']:.1f} ({e['torch_ms_min']:.1f}) "
+                f"| {e['scratch_ms_median']:.1f} ({e['scratch_ms_min']:.1f}) "
+                f"| {e['time_ratio_median']:.2f} ({e['time_ratio_min']:.2f}) | "
+                + " | ".join(mem) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--networks", nargs="+", choices=sorted(NETWORKS), default=["ee559", "conv5"])
@@ -146,9 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per framework")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat the timing this many times; every run is reported")
     parser.add_argument("--memory-steps", type=int, default=3, help="steps in each memory subprocess")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--markdown", type=Path,
+                        help="also write a Markdown report to this file "
+                             "(e.g. benchmarks/results/scratch_speed.md)")
     parser.add_argument("--child", nargs=2, metavar=("NETWORK", "FRAMEWORK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -156,37 +248,30 @@ def main(argv: list[str] | None = None) -> int:
         child_memory(args.child[0], args.child[1], args.batch, args.memory_steps)
         return 0
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"torch {torch.__version__}, {args.threads} threads, {_cpu_name()}, "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}")
+    results = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+               "command": shlex.join([Path(sys.executable).name] + sys.argv),
+               "torch": torch.__version__, "threads": args.threads, "cpu": _cpu_name(),
+               "cpus": os.cpu_count(), "batch": args.batch, "steps": args.steps,
+               "warmup": args.warmup, "runs": []}
+    print(f"torch {torch.__version__}, {args.threads} threads, {results['cpu']}, "
+          f"{results['cpus']} CPUs")
     print(f"batch {args.batch} of 3x32x32, {args.steps} interleaved steps after {args.warmup} warm-up")
-    header = (f"{'network':8} {'torch ms':>16} {'scratch ms':>16} {'ratio':>11} "
-              f"{'torch MiB':>10} {'scratch MiB':>12} {'ratio':>6}")
-    print(header + "\n" + "-" * len(header))
-    results = {"threads": args.threads, "batch": args.batch, "load_average": load, "networks": {}}
-    for network in args.networks:
-        times = time_steps(network, args.batch, args.steps, args.warmup)
-        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        low = {k: min(v) * 1e3 for k, v in times.items()}
-        memory = {} if args.no_memory else {
-            fw: peak_memory(network, fw, args.batch, args.memory_steps, args.threads)
-            for fw in ("torch", "scratch")}
-        entry = {"torch_ms_median": med["torch"], "scratch_ms_median": med["scratch"],
-                 "torch_ms_min": low["torch"], "scratch_ms_min": low["scratch"],
-                 "time_ratio_median": med["scratch"] / med["torch"],
-                 "time_ratio_min": low["scratch"] / low["torch"]}
-        mem_text = f"{'-':>10} {'-':>12} {'-':>6}"
-        if memory and None not in memory.values():
-            entry.update(torch_peak_mib=memory["torch"], scratch_peak_mib=memory["scratch"],
-                         memory_ratio=memory["scratch"] / memory["torch"])
-            mem_text = f"{memory['torch']:10.0f} {memory['scratch']:12.0f} {entry['memory_ratio']:6.2f}"
-        results["networks"][network] = entry
-        print(f"{network:8} {med['torch']:7.1f} ({low['torch']:6.1f}) {med['scratch']:7.1f} "
-              f"({low['scratch']:6.1f}) {entry['time_ratio_median']:5.2f} ({entry['time_ratio_min']:4.2f}) "
-              f"{mem_text}")
+    for index in range(args.runs):
+        run = {"load_before": _load(), "networks": {}}
+        print(f"run {index + 1}/{args.runs}, load average {_load_text(run['load_before'])}")
+        print(HEADER + "\n" + "-" * len(HEADER))
+        for network in args.networks:
+            run["networks"][network] = measure(network, args, not args.no_memory and index == 0)
+            print(table_line(network, run["networks"][network]))
+        run["load_after"] = _load()
+        results["runs"].append(run)
+        print(f"load average after the run {_load_text(run['load_after'])}")
     print("times: median (minimum); ratio = scratch / torch; memory: peak RSS above the start")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(results))
     return 0
 
 

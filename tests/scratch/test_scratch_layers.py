@@ -2,7 +2,8 @@
 
 A table of shapes (odd sizes, 1x1 and non-square kernels, strides 2 and 3, padding 0 to
 2, dilation 1 and 2, output padding) covers each formulation the layers choose between
-(im2col, shifted products, the transposed form, col2im, the upsampling phases). Then
+(im2col, shifted products, the transposed form by col2im or by fold, the upsampling
+phases). Then
 gradcheck through an autograd.Function wrapper, adjoint identities, the default
 initialisation, chunked execution, and property tests on small random shapes.
 """
@@ -102,6 +103,18 @@ def test_matches_torch_in_chunks(case, monkeypatch):
     monkeypatch.setattr(F, "_budget", lambda *activations: 1)
     make, shape = CASES[case]
     check_against_torch(make().double(), _input(shape))
+
+
+@pytest.mark.parametrize("case", ["conv-3x3-s1-p1", "conv-3x3-s3-p2", "conv-wide-3x3-p1",
+                                  "conv-narrow-out-d2-p2", "tconv-3x3-s2-p1-op1",
+                                  "up-2-3x3-p1-wide", "up-2-narrow-out", "ee559-net"])
+def test_matches_torch_one_image_per_chunk(case, monkeypatch):
+    """Several chunks of whole images (the columns of each read the batch padded once)."""
+    def one_image_each(batch, small, row_bytes, *activations):
+        return [F._Chunk(n, n + 1, 0, small[0]) for n in range(batch)], False
+    monkeypatch.setattr(F, "_plan", one_image_each)
+    make, shape = CASES[case]
+    check_against_torch(make().double(), _input((3, *shape[1:])))
 
 
 @pytest.mark.parametrize("case", ["conv-wide-3x3-p1", "tconv-3x3-s2-p1-op1", "up-2-3x3-p1", "ee559-net"])
@@ -256,7 +269,8 @@ def test_fold_of_im2col_is_its_adjoint():
     large = _input((2, 7, 6, 3), seed=1)
     small = win.output_size(7, 6)
     chunk = F._Chunk(0, 2, 0, small[0])
-    cols = F._im2col(large, win, chunk, small[1], F._Buffers())
+    source, unpadded = F._prepadded(large, win, small)
+    cols = F._im2col(source, unpadded, chunk, small[1], F._Buffers())
     v = _input(tuple(cols.shape), seed=2)
     back = torch.zeros_like(large)
     F._col2im(v, win, chunk, back, small[1], True, F._Buffers())
@@ -264,6 +278,87 @@ def test_fold_of_im2col_is_its_adjoint():
     reference = torch.nn.functional.unfold(large.permute(0, 3, 1, 2), win.kernel, win.dilation,
                                            win.padding, win.stride)
     assert torch.equal(cols.view(2, -1, 3, 2, 3).permute(0, 4, 2, 3, 1).reshape(2, 18, -1), reference)
+
+
+def test_chunks_are_balanced():
+    """Blocks of at most ``step``, as few as possible, sizes within one of each other."""
+    for total, step in [(100, 11), (100, 100), (7, 3), (5, 1), (1, 4), (33, 8)]:
+        blocks = F._split(total, step)
+        sizes = [stop - start for start, stop in blocks]
+        assert blocks[0][0] == 0 and blocks[-1][1] == total
+        assert all(blocks[k][1] == blocks[k + 1][0] for k in range(len(blocks) - 1))
+        assert len(blocks) == -(-total // step) and max(sizes) <= step
+        assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("top,left,height,width", [
+    (1, 1, 7, 8), (2, 0, 9, 5), (0, 3, 5, 9), (-1, 1, 4, 8), (1, -2, 6, 3), (-1, -1, 3, 3),
+    (0, 0, 5, 6), (6, 1, 8, 8)])
+def test_padded_moves_and_crops_like_a_constant_pad(top, left, height, width):
+    source = _input((2, 5, 6, 3), seed=4)
+    padded = F._padded(source, top, left, height, width)
+    # the same with torch's padding: pad (or crop, negative) the top/left, then the far sides
+    reference = torch.nn.functional.pad(source.permute(0, 3, 1, 2), (left, 0, top, 0))
+    far_h, far_w = height - reference.shape[2], width - reference.shape[3]
+    reference = torch.nn.functional.pad(reference, (0, far_w, 0, far_h)).permute(0, 2, 3, 1)
+    assert torch.equal(padded, reference)
+
+
+@pytest.mark.parametrize("padding", [(0, 0), (1, 0)])
+def test_shifted_products_for_part_of_the_outputs(padding):
+    """Windows that stop short of the far side (as in upsampling phases): rows still align."""
+    x = _input((2, 6, 9, 16), seed=3)
+    weight = _input((5, 16, 3, 3), seed=4)
+    win = F.Window((3, 3), (1, 1), padding)
+    small = (3, 4)  # fewer outputs than the input allows
+    y = F.shifted_conv(x, F.conv_matrix(weight), None, win, small)
+    full = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), weight, padding=padding)
+    torch.testing.assert_close(y, full[:, :, :3, :4].permute(0, 2, 3, 1))
+
+
+def test_narrow_outputs_go_through_fold(monkeypatch):
+    """The transposed form of a stride-1 convolution uses fold when fold's geometry fits."""
+    def unused(*args, **kwargs):
+        raise AssertionError("col2im_conv should not be used")
+    monkeypatch.setattr(F, "col2im_conv", unused)
+    for case in ("conv-narrow-out-p1", "conv-narrow-out-d2-p2"):
+        make, shape = CASES[case]
+        check_against_torch(make().double(), _input(shape))
+
+
+@pytest.mark.parametrize("stride,padding,chunked", [(1, 1, False), (2, 1, False), (2, 1, True),
+                                                     ((1, 2), (0, 2), True)])
+def test_first_layers_go_through_unfold(stride, padding, chunked, monkeypatch):
+    """Few input channels: ``unfold`` and batched products, forward and weight gradient
+    (input gradient skipped, as for a first layer), equal to autograd, also in chunks."""
+    def unused(*args, **kwargs):
+        raise AssertionError("the channels-last formulations should not be used")
+    for name in ("im2col_conv", "im2col_conv_backward", "shifted_conv"):
+        monkeypatch.setattr(F, name, unused)
+    if chunked:
+        monkeypatch.setattr(F, "_budget", lambda *activations: 1)  # one image per block
+    torch.manual_seed(0)
+    conv = scratch.Conv2d(3, 5, 3, stride=stride, padding=padding).double()
+    conv.input_grad = False
+    twin = nn.Conv2d(3, 5, 3, stride=stride, padding=padding).double()
+    twin.load_state_dict(conv.state_dict())
+    x = _input((3, 3, 9, 8))
+    y = conv(x)
+    grad = torch.randn(y.shape, dtype=F64)
+    assert conv.backward(grad) is None
+    y_ref = twin(x)
+    y_ref.backward(grad)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(conv.weight.grad, twin.weight.grad)
+    torch.testing.assert_close(conv.bias.grad, twin.bias.grad)
+
+
+def test_fold_geometry_needs_the_far_side_padded_alike():
+    conv = F.Window((3, 3), (1, 1), (1, 1))
+    assert F.folds_exactly(F.flip(conv), (6, 7), (6, 7))  # a "same" convolution
+    assert F.folds_exactly(F.flip(F.Window((3, 2), (1, 1), (0, 1), (2, 1))), (4, 8), (8, 7))
+    # an upsampling phase: the windows stop one row short of the far side
+    assert not F.folds_exactly(F.Window((2, 2), (1, 1), (1, 1)), (1, 2), (1, 1))
 
 
 # -- property tests on small random shapes ------------------------------------------------

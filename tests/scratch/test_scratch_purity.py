@@ -32,7 +32,7 @@ TORCH_ALLOWED = {
     "Tensor", "Size", "Generator", "dtype", "device", "float16", "float32", "float64", "bfloat16",
     "uint8", "int8", "int16", "int32", "int64", "bool", "get_default_dtype",
     "empty", "empty_like", "zeros", "zeros_like", "ones", "ones_like", "full", "full_like",
-    "tensor", "as_tensor", "arange", "cat", "stack", "mm", "addmm", "matmul", "bmm", "add", "mul",
+    "tensor", "as_tensor", "arange", "cat", "stack", "mm", "addmm", "matmul", "bmm", "baddbmm", "add", "mul",
 }
 
 FORBIDDEN_ATTRIBUTES = {

@@ -7,7 +7,6 @@ its ``state_dict``, which also checks that the keys of both frameworks agree.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from denoise import scratch

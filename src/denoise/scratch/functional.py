@@ -14,10 +14,12 @@ large image read zero. Paddings may be negative inside the package (a crop). Col
 matrices have shape ``(pixels of the small image, kh * kw * C)``, columns ordered
 ``(kh, kw, C)``.
 
-Three formulations do all the work:
+Four formulations do all the work:
 
 * :func:`im2col_conv` ("im2col, then multiply"): ``small = im2col(large) @ M``;
 * :func:`col2im_conv` ("multiply, then col2im"): ``large = col2im(small @ M)``;
+* :func:`fold_conv`, the same for few output channels: one batched product, then
+  PyTorch's ``fold`` sums the columns in one pass;
 * :func:`shifted_conv` (stride 1 only): one product per kernel tap of a shifted slice of
   the flattened padded input, summed, with no column matrix at all;
 
@@ -25,29 +27,42 @@ and the backward passes of the first two. A stride-1 convolution is also a strid
 transposed convolution with the flipped kernel (:func:`flip`), so a layer can choose,
 per direction, the cheapest formulation (see ``denoise.scratch.layers.conv_forward``).
 
-Memory and threads. Column matrices are never built for the whole batch: the work is
-cut into chunks of whole images (or of rows of one image, for very large images) whose
-largest buffer is no bigger than the call's largest activation (or :data:`CHUNK_BYTES`
-if that is more). A call's temporary memory thus stays of the order of one activation,
-as in PyTorch, while the operations stay few and large: every operation is a parallel
-region, and on a busy machine each one costs a thread wake-up, so many small ones are
-slow. A call reuses its chunk buffers from chunk to chunk and frees them when it returns
-(buffers kept between calls fragment the heap and raise the peak memory of a training
-step). Backward passes recompute columns from the saved input instead of keeping them,
-as PyTorch's own convolution does.
+Memory and threads. Column matrices are never built for the whole batch: the work is cut
+into chunks of whole images (or of rows of one image, for very large images), of equal
+sizes, whose largest buffer is no bigger than :data:`CHUNK_ACTIVATIONS` times the call's
+largest activation (or :data:`CHUNK_BYTES` if that is more). A call's temporary memory
+thus stays of the order of one activation, as in PyTorch. The chunk size balances two
+costs. Small chunks keep the columns in cache between their copy and their product (on a
+machine short of memory bandwidth, a whole-batch column matrix costs more to stream than
+to multiply). Large chunks mean few operations: every operation on a large tensor is a
+parallel region, and on a busy machine each region costs a thread wake-up, so thousands
+of small ones are slow. For the same reason the padding is done once per call
+(:func:`_prepadded`, three operations) rather than once per chunk, and the narrow
+transposed form uses ``fold``. A call reuses its chunk buffers from chunk to chunk and
+frees them when it returns (buffers kept between calls fragment the heap and raise the
+peak memory of a training step). Backward passes recompute columns from the saved input
+instead of keeping them, as PyTorch's own convolution does.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from torch.nn.functional import fold, unfold
 
 from .errors import ScratchError
 
 Tensor = torch.Tensor
 
-#: Smallest chunk budget in bytes (the budget is the call's largest activation if larger).
+#: Smallest chunk budget in bytes.
 CHUNK_BYTES = 16 * 2**20
+#: Chunk budget in units of the call's largest activation (when that is more than
+#: CHUNK_BYTES). Smaller chunks stay in cache but multiply the operations (each a parallel
+#: region, costly on a busy machine); larger ones fall out of cache and raise the peak
+#: memory. On the benchmark's training step (``benchmarks/scratch_speed.py``) two
+#: activations gave a third fewer operations for the same speed on a quiet machine, but
+#: a peak memory 1.1 to 1.6 times torch's from run to run; one keeps it near torch's.
+CHUNK_ACTIVATIONS = 1.0
 
 
 def pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
@@ -172,8 +187,20 @@ class _Chunk:
 
 
 def _budget(*activations: Tensor) -> int:
-    """Bytes a call's chunk buffers may take: its largest activation, at least CHUNK_BYTES."""
-    return max([CHUNK_BYTES] + [a.numel() * a.element_size() for a in activations])
+    """Bytes a call's chunk buffers may take: :data:`CHUNK_ACTIVATIONS` times its largest
+    activation, at least :data:`CHUNK_BYTES`."""
+    largest = max(a.numel() * a.element_size() for a in activations)
+    return max(CHUNK_BYTES, int(CHUNK_ACTIVATIONS * largest))
+
+
+def _split(total: int, step: int) -> list[tuple[int, int]]:
+    """``range(total)`` cut into the fewest blocks of at most ``step``, of equal sizes (±1).
+
+    Equal blocks rather than full ones and a remainder: a last block of one image would
+    cost as many operations as a full one for little work.
+    """
+    count = -(-total // step)
+    return [(total * index // count, total * (index + 1) // count) for index in range(count)]
 
 
 def _plan(batch: int, small: tuple[int, int], row_bytes: int,
@@ -186,11 +213,20 @@ def _plan(batch: int, small: tuple[int, int], row_bytes: int,
     height, width = small
     pixels = max(1, _budget(*activations) // max(1, row_bytes))
     if pixels >= height * width:
-        step = pixels // (height * width)
-        return [_Chunk(n0, min(batch, n0 + step), 0, height) for n0 in range(0, batch, step)], False
-    step = max(1, pixels // width)
-    return [_Chunk(n, n + 1, r0, min(height, r0 + step))
-            for n in range(batch) for r0 in range(0, height, step)], True
+        return [_Chunk(n0, n1, 0, height)
+                for n0, n1 in _split(batch, pixels // (height * width))], False
+    return [_Chunk(n, n + 1, r0, r1)
+            for n in range(batch) for r0, r1 in _split(height, max(1, pixels // width))], True
+
+
+def _contiguous_t(matrix: Tensor) -> Tensor:
+    """The transpose of a (small) weight matrix, copied to a contiguous layout.
+
+    A product with a transposed view is the same BLAS call with a transposition flag, but
+    on tall-and-narrow products (a column matrix times a kernel matrix) the kernel copied
+    to its own row-major layout runs measurably faster.
+    """
+    return matrix.t().contiguous()
 
 
 def _rows(data: Tensor, chunk: _Chunk) -> Tensor:
@@ -215,49 +251,89 @@ def _overlap(start: int, stop: int, offset: int, size: int) -> tuple[int, int]:
     return max(start, offset), min(stop, offset + size)
 
 
-def _padded(source: Tensor, top: int, left: int, height: int, width: int,
-            buffers: _Buffers, name: str) -> Tensor:
-    """Workspace copy ``(N, height, width, C)`` of channels-last ``source`` moved by (top, left).
+def _moved(source: Tensor, target: Tensor, top: int, left: int) -> None:
+    """Copy channels-last ``source`` into ``target`` moved by (top, left), cropped to fit."""
+    lo, hi = _overlap(0, target.shape[1], top, source.shape[1])
+    first, last = _overlap(0, target.shape[2], left, source.shape[2])
+    if lo < hi and first < last:
+        target[:, lo:hi, first:last] = source[:, lo - top:hi - top, first - left:last - left]
+
+
+def _zero_borders(data: Tensor, dim: int, before: int, after: int) -> None:
+    """Zero the first ``before`` and the last ``after`` entries of ``data`` along ``dim``.
+
+    Equal borders (the usual symmetric padding) are zeroed by one fill of a strided view
+    that holds both, rather than one fill per side: each operation on a large tensor is a
+    parallel region, whose start costs more than its bytes on a busy machine. (An index
+    fill does it in one operation too, but gathers element by element: measured ten times
+    slower than a fill on the training step of ``benchmarks/scratch_speed.py``.)
+    """
+    size, stride = data.shape[dim], data.stride(dim)
+    if before == after > 0 and size > before:
+        shape = data.shape[:dim] + (2, before) + data.shape[dim + 1:]
+        strides = data.stride()[:dim] + ((size - after) * stride, stride) + data.stride()[dim + 1:]
+        data.as_strided(shape, strides, data.storage_offset()).zero_()
+        return
+    if before > 0:
+        data.narrow(dim, 0, before).zero_()
+    if after > 0:
+        data.narrow(dim, size - after, after).zero_()
+
+
+def _padded(source: Tensor, top: int, left: int, height: int, width: int) -> Tensor:
+    """Copy ``(N, height, width, C)`` of channels-last ``source`` moved by (top, left).
 
     Pixel ``(r, c)`` of the result is ``source[:, r - top, c - left]``, zero outside
-    ``source``; negative offsets crop.
+    ``source``; negative offsets crop. Three operations for a symmetric padding: the
+    border rows, then the border columns, are zeroed (:func:`_zero_borders`), then the
+    pixels are copied.
     """
     batch, rows, cols, channels = source.shape
-    buffer = buffers.get(name, (batch, height, width, channels), source)
+    padded = source.new_empty(batch, height, width, channels)
     lo, hi = _overlap(0, height, top, rows)
     first, last = _overlap(0, width, left, cols)
     if lo >= hi or first >= last:
-        return buffer.zero_()
-    buffer[:, :lo].zero_()
-    buffer[:, hi:].zero_()
-    buffer[:, lo:hi, :first].zero_()
-    buffer[:, lo:hi, last:].zero_()
-    buffer[:, lo:hi, first:last] = source[:, lo - top:hi - top, first - left:last - left]
-    return buffer
+        return padded.zero_()
+    _zero_borders(padded, 1, lo, height - hi)
+    _zero_borders(padded[:, lo:hi], 2, first, width - last)
+    _moved(source, padded, top, left)
+    return padded
 
 
-def _im2col(large: Tensor, win: Window, chunk: _Chunk, small_w: int, buffers: _Buffers,
+def _unpadded(large: Tensor, win: Window, small: tuple[int, int]) -> bool:
+    """Whether the windows of ``small`` pixels read ``large`` without padding."""
+    return (win.padding == (0, 0) and win.reach(0, small[0]) <= large.shape[1]
+            and win.reach(1, small[1]) <= large.shape[2])
+
+
+def _prepadded(large: Tensor, win: Window, small: tuple[int, int]) -> tuple[Tensor, Window]:
+    """``large`` padded (or cropped) to the extent its windows read, and the window
+    without padding that reads it; ``large`` itself if it needs no padding."""
+    unpadded = Window(win.kernel, win.stride, (0, 0), win.dilation)
+    if _unpadded(large, win, small):
+        return large, unpadded
+    height, width = win.reach(0, small[0]), win.reach(1, small[1])
+    return _padded(large, win.padding[0], win.padding[1], height, width), unpadded
+
+
+def _im2col(source: Tensor, win: Window, chunk: _Chunk, small_w: int, buffers: _Buffers,
             out: Tensor | None = None) -> Tensor:
-    """Column matrix ``(pixels, kh * kw * C)`` of one chunk of the channels-last ``large``.
+    """Column matrix ``(pixels, kh * kw * C)`` of one chunk of channels-last ``source``.
 
-    Written into ``out`` (for instance a block of columns of a wider matrix) when given.
+    ``win`` has no padding: ``source`` comes from :func:`_prepadded`. Written into
+    ``out`` (for instance a block of columns of a wider matrix) when given.
     """
-    _, height, width, channels = large.shape
-    (ph, pw), (sh, sw), (dh, dw) = win.padding, win.stride, win.dilation
-    a0, a1 = chunk.r0 * sh, (chunk.r1 - 1) * sh + win.span(0)
-    b1 = win.reach(1, small_w)
-    images = large[chunk.n0:chunk.n1]
-    if ph == 0 and pw == 0 and a1 <= height and b1 <= width:
-        source = images[:, a0:a1]
-    else:
-        source = _padded(images, ph - a0, pw, a1 - a0, b1, buffers, "pad")
-    n_s, h_s, w_s, c_s = source.stride()
-    view = source.as_strided(
+    channels = source.shape[-1]
+    (sh, sw), (dh, dw) = win.stride, win.dilation
+    images = source[chunk.n0:chunk.n1, chunk.r0 * sh:]
+    n_s, h_s, w_s, c_s = images.stride()
+    view = images.as_strided(
         (chunk.images, chunk.rows, small_w, win.kernel[0], win.kernel[1], channels),
         (n_s, sh * h_s, sw * w_s, dh * h_s, dw * w_s, c_s),
-        source.storage_offset())
+        images.storage_offset())
     if out is None:
-        out = buffers.get("cols", (chunk.images * chunk.rows * small_w, win.taps * channels), large)
+        out = buffers.get("cols", (chunk.images * chunk.rows * small_w, win.taps * channels),
+                          source)
     out.view(view.shape).copy_(view)
     return out
 
@@ -276,7 +352,7 @@ def _col2im(cols: Tensor, win: Window, chunk: _Chunk, large: Tensor, small_w: in
     if whole:
         a1 = max(a1, ph + height)
     b1 = max(win.reach(1, small_w), pw + width)
-    target = buffers.get("pad", (chunk.images, a1 - a0, b1, channels), large)
+    target = buffers.get("sums", (chunk.images, a1 - a0, b1, channels), large)
     target.zero_()
     blocks = cols.view(chunk.images, chunk.rows, small_w, win.kernel[0], win.kernel[1], channels)
     for i in range(win.kernel[0]):
@@ -303,14 +379,65 @@ def im2col_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     batch = x.shape[0]
     out = torch.empty(batch, small[0], small[1], wmat.shape[1], dtype=x.dtype, device=x.device)
     plan, _ = _plan(batch, small, wmat.shape[0] * x.element_size(), x, out)
+    source, unpadded = _prepadded(x, win, small)
     buffers = _Buffers()
     for chunk in plan:
-        cols = _im2col(x, win, chunk, small[1], buffers)
+        cols = _im2col(source, unpadded, chunk, small[1], buffers)
         if bias is None:
             torch.mm(cols, wmat, out=_rows(out, chunk))
         else:
             torch.addmm(bias, cols, wmat, out=_rows(out, chunk))
     return out
+
+
+def _unfold_blocks(x: Tensor, win: Window, small: tuple[int, int], *activations: Tensor):
+    """Image blocks of channels-last ``x`` and their columns by PyTorch's ``unfold``.
+
+    Yields ``(n0, n1, cols)`` with ``cols``: ``(n1 - n0, C * kh * kw, Ho * Wo)``, rows
+    ordered ``(C, kh, kw)`` as in a reshaped conv weight; blocks of whole images within
+    :func:`_budget` of ``activations``.
+    """
+    batch, _, _, channels = x.shape
+    image_bytes = channels * win.taps * small[0] * small[1] * x.element_size()
+    images = from_nhwc(x)
+    for n0, n1 in _split(batch, max(1, _budget(x, *activations) // image_bytes)):
+        yield n0, n1, unfold(images[n0:n1], win.kernel, dilation=win.dilation,
+                             padding=win.padding, stride=win.stride)
+
+
+def unfold_conv(x: Tensor, weight: Tensor, bias: Tensor | None, win: Window,
+                small: tuple[int, int]) -> Tensor:
+    """Convolution of channels-last ``x`` with few channels, by ``unfold`` and batched products.
+
+    For few input channels, an im2col row of channels-last data is made of runs of ``C``
+    values, so the copy of :func:`im2col_conv` goes value by value; ``unfold`` copies
+    whole rows of channels-first images instead. The product of the columns' transpose
+    with the kernel matrix is then directly the channels-last output ``(N, Ho, Wo, O)``.
+    ``weight``: ``(O, C, kh, kw)``.
+    """
+    out_channels = weight.shape[0]
+    out = x.new_empty(x.shape[0], small[0], small[1], out_channels)
+    kernels = weight.reshape(out_channels, -1).t()
+    for n0, n1, cols in _unfold_blocks(x, win, small, out):
+        target = out[n0:n1].view(n1 - n0, -1, out_channels)
+        kernel = kernels.expand(n1 - n0, *kernels.shape)
+        if bias is None:
+            torch.bmm(cols.transpose(1, 2), kernel, out=target)
+        else:
+            torch.baddbmm(bias.expand(target.shape), cols.transpose(1, 2), kernel, out=target)
+    return out
+
+
+def unfold_conv_weight_grad(x: Tensor, grad: Tensor, win: Window) -> Tensor:
+    """Weight gradient ``(O, C * kh * kw)`` of :func:`unfold_conv` for the channels-last
+    output gradient ``grad`` (the input gradient is not computed: a first layer's)."""
+    out_channels = grad.shape[-1]
+    small = (grad.shape[1], grad.shape[2])
+    grad_w = grad.new_zeros(out_channels, x.shape[-1] * win.taps)
+    for n0, n1, cols in _unfold_blocks(x, win, small, grad):
+        rows = grad[n0:n1].reshape(n1 - n0, -1, out_channels)
+        grad_w += torch.bmm(rows.transpose(1, 2), cols.transpose(1, 2)).sum(0)
+    return grad_w
 
 
 def im2col_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
@@ -328,13 +455,15 @@ def im2col_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     grad_x = None
     if input_grad:
         grad_x = torch.zeros_like(x) if split else torch.empty_like(x)
+    wmat_t = _contiguous_t(wmat)
+    source, unpadded = _prepadded(x, win, small)
     buffers = _Buffers()
     for chunk in plan:
-        cols = _im2col(x, win, chunk, small[1], buffers)
+        cols = _im2col(source, unpadded, chunk, small[1], buffers)
         rows = _rows(grad, chunk)
         grad_w.addmm_(rows.t(), cols)
         if grad_x is not None:
-            torch.mm(rows, wmat.t(), out=cols)
+            torch.mm(rows, wmat_t, out=cols)
             _col2im(cols, win, chunk, grad_x, small[1], not split, buffers)
     return grad_x, grad_w
 
@@ -350,6 +479,51 @@ def col2im_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     out = x.new_empty(x.shape[0], large[0], large[1], wmat.shape[1] // win.taps)
     col2im_conv_into(x, wmat, bias, [(win, out)])
     return out
+
+
+def folds_exactly(win: Window, large: tuple[int, int], small: tuple[int, int]) -> bool:
+    """Whether ``fold`` with ``win`` (padding on both sides) maps ``small`` onto ``large``
+    (and ``unfold`` maps ``large`` onto ``small``).
+
+    ``fold`` and ``unfold`` pad both ends alike, whereas a :class:`Window` only fixes the padding before
+    the first row and column: the two agree when the windows end exactly at the far side.
+    """
+    return all((large[axis] + 2 * win.padding[axis] - win.span(axis)) // win.stride[axis] + 1
+               == small[axis] and win.padding[axis] >= 0 for axis in (0, 1))
+
+
+def fold_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
+              large: tuple[int, int]) -> Tensor:
+    """Transposed convolution of channels-last ``x`` by a batched product and ``fold``.
+
+    For narrow outputs (few channels ``O``): the columns ``(N, O * kh * kw, H * W)`` of
+    every image come from one batched product (one parallel region for the batch), and
+    PyTorch's ``fold`` sums them into the image in one pass, where :func:`col2im_conv`
+    would need one strided addition per tap (each a parallel region, and slow on rows
+    of ``O`` values). ``wmat``: ``(C, O * kh * kw)`` with columns ordered ``(O, kh, kw)``
+    (``fold``'s order, that of a transposed-convolution weight reshaped); ``large``: the
+    output's (height, width), which ``win`` must map exactly onto ``x``'s size.
+
+    Returns the output ``(N, H, W, O)`` as a view of a channels-first tensor.
+    """
+    batch, height, width, channels = x.shape
+    taps_out = wmat.shape[1]
+    out = x.new_empty(batch, taps_out // win.taps, large[0], large[1])
+    image_bytes = taps_out * height * width * x.element_size()
+    blocks = _split(batch, max(1, _budget(x, out) // image_bytes))  # whole images only
+    kernels = wmat.t().expand(batch, taps_out, channels)
+    for n0, n1 in blocks:
+        images = x[n0:n1].reshape(n1 - n0, height * width, channels)
+        cols = torch.bmm(kernels[:n1 - n0], images.transpose(1, 2))
+        summed = fold(cols, large, win.kernel, dilation=win.dilation, padding=win.padding,
+                      stride=win.stride)
+        if len(blocks) == 1:
+            out = summed
+        else:
+            out[n0:n1] = summed
+    if bias is not None:
+        out += bias.view(1, -1, 1, 1)
+    return out.permute(0, 2, 3, 1)
 
 
 def _widths(parts: list[tuple[Window, Tensor]]) -> list[int]:
@@ -411,17 +585,19 @@ def col2im_conv_into_backward(x: Tensor, parts: list[tuple[Window, Tensor]], wma
     grad_x = torch.empty_like(x) if input_grad else None
     grads = [grad for _, grad in parts]
     plan, _ = _plan(batch, (small_h, small_w), sum(widths) * x.element_size(), x, *grads)
+    wmat_t = _contiguous_t(wmat) if input_grad else None
+    sources = [_prepadded(grad, win, (small_h, small_w)) for win, grad in parts]
     buffers = _Buffers()
     for chunk in plan:
         cols = buffers.get("cols", (chunk.images * chunk.rows * small_w, sum(widths)), x)
         start = 0
-        for (win, grad), width in zip(parts, widths):
-            _im2col(grad, win, chunk, small_w, buffers, out=cols[:, start:start + width])
+        for (source, unpadded), width in zip(sources, widths):
+            _im2col(source, unpadded, chunk, small_w, buffers, out=cols[:, start:start + width])
             start += width
         rows = _rows(x, chunk)
         grad_w.addmm_(rows.t(), cols)
         if grad_x is not None:
-            torch.mm(cols, wmat.t(), out=_rows(grad_x, chunk))
+            torch.mm(cols, wmat_t, out=_rows(grad_x, chunk))
     return grad_x, grad_w
 
 
@@ -449,13 +625,18 @@ def shifted_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
                  small: tuple[int, int]) -> Tensor:
     """Stride-1 convolution as a sum of shifted matrix products, without im2col.
 
-    In a padded chunk flattened to ``(pixels, C)``, tap ``(i, j)`` of the output pixel at
-    flat position ``v`` reads row ``v + i * dh * width + j * dw``: each tap is one product
-    of a contiguous slice with the ``(C, O)`` kernel slice, for all pixels at once. The
-    products land in an output laid out like the padded input, whose extra
+    In the padded input flattened to ``(pixels, C)``, tap ``(i, j)`` of the output pixel
+    at flat position ``v`` reads row ``v + i * dh * width + j * dw``: each tap is one
+    product of a contiguous slice with the ``(C, O)`` kernel slice, for all pixels at
+    once. The products land in an output laid out like the padded input, whose extra
     ``kernel - 1`` columns and rows (computed from wrapped rows) the returned view leaves
     out: the result is a strided view ``(N, Ho, Wo, O)``, not a contiguous tensor.
     Otherwise the same arguments and result as :func:`im2col_conv`.
+
+    No column matrix means no copy beyond the padding: each product streams its input
+    and output once, which on a machine short of memory bandwidth beats building
+    columns, even in chunks (measured against im2col and against products of whole
+    kernel rows over a partial im2col).
     """
     if win.stride != (1, 1):
         raise ValueError("the shifted formulation needs stride 1")
@@ -467,14 +648,15 @@ def shifted_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     out = x.new_empty(batch, height, width, out_channels)
     flat_out = out.view(-1, out_channels)
     plan, _ = _plan(batch, small, max(channels, out_channels) * x.element_size(), x, out)
-    buffers = _Buffers()
+    # the products shift rows of exactly ``width`` pixels: crop an unpadded input wider
+    # than the windows reach (a copy then), keep a padded one as it is
+    source = _prepadded(x, win, small)[0][:, :height, :width].contiguous()
     for chunk in plan:
         rows_in = win.reach(0, chunk.rows)
-        padded = _padded(x[chunk.n0:chunk.n1], win.padding[0] - chunk.r0, win.padding[1], rows_in,
-                         width, buffers, "pad")
+        padded = source[chunk.n0:chunk.n1, chunk.r0:chunk.r0 + rows_in]
         rows = (chunk.images - 1) * rows_in * width + (chunk.rows - 1) * width + small[1]
         start = (chunk.n0 * height + chunk.r0) * width
-        _shifted_sum(padded.view(-1, channels), taps, offsets, rows, flat_out[start:], bias)
+        _shifted_sum(padded.reshape(-1, channels), taps, offsets, rows, flat_out[start:], bias)
     return out[:, :small[0], :small[1]]
 
 

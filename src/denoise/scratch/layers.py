@@ -135,8 +135,10 @@ class Conv2d(_ConvBase):
         return None if grad_x is None else F.from_nhwc(grad_x)
 
 
-#: Narrowest input channel count for which a stride-1 convolution's forward pass uses
-#: shifted products (each tap is a product with that many columns: too few is slow).
+#: Narrowest input channel count for which a convolution's forward pass uses the
+#: channels-last formulations (shifted products at stride 1, else im2col): each tap is a
+#: product, or an im2col run, of that many values, and too few is slow. Narrower inputs
+#: (such as a first layer's 1 or 3 channels) go through ``unfold`` instead.
 SHIFTED_MIN_CHANNELS = 16
 
 
@@ -174,13 +176,21 @@ def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
                  small: tuple[int, int]) -> Tensor:
     """Channels-last convolution by the cheapest formulation (``weight``: ``(O, C, kh, kw)``).
 
-    Stride 1: the transposed form when ``kh * kw * O <= C`` (its columns are the
-    narrowest), else shifted products when ``C`` is wide enough, else im2col.
+    Stride 1 with ``kh * kw * O <= C``: the transposed form, whose columns are the
+    narrowest, by a batched product and ``fold`` (the result is then a channels-last
+    view of channels-first data); fewer than :data:`SHIFTED_MIN_CHANNELS` input channels:
+    ``unfold`` and batched products; stride 1: shifted products; otherwise im2col.
     """
     in_channels = weight.shape[1]
     if _transposed_forward(weight, win):
-        return F.col2im_conv(x, _transposed_form(weight), bias, F.flip(win), small)
-    if win.stride == (1, 1) and in_channels >= SHIFTED_MIN_CHANNELS:
+        flipped = F.flip(win)
+        if F.folds_exactly(flipped, small, (x.shape[1], x.shape[2])):
+            folded = weight.flip(2, 3).transpose(0, 1).reshape(in_channels, -1)
+            return F.fold_conv(x, folded, bias, flipped, small)
+        return F.col2im_conv(x, _transposed_form(weight), bias, flipped, small)
+    if in_channels < SHIFTED_MIN_CHANNELS and F.folds_exactly(win, x.shape[1:3], small):
+        return F.unfold_conv(x, weight, bias, win, small)
+    if win.stride == (1, 1):
         return F.shifted_conv(x, F.conv_matrix(weight), bias, win, small)
     return F.im2col_conv(x, F.conv_matrix(weight), bias, win, small)
 
@@ -189,10 +199,15 @@ def conv_backward(x: Tensor, grad: Tensor, weight: Tensor, win: F.Window,
                   input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
     """Gradients ``(grad_x, grad_weight)`` of :func:`conv_forward`.
 
-    Stride 1 with ``O <= C``: im2col of the output gradient (the transposed form), whose
-    columns serve both products; otherwise im2col of the input, and col2im for ``grad_x``.
+    Without ``grad_x`` and with few input channels: ``unfold`` of the input (as in the
+    forward). Stride 1 with ``O <= C``: im2col of the output gradient (the transposed
+    form), whose columns serve both products; otherwise im2col of the input, and col2im
+    for ``grad_x``.
     """
     out_channels, in_channels, kh, kw = weight.shape
+    if (not input_grad and in_channels < SHIFTED_MIN_CHANNELS
+            and F.folds_exactly(win, x.shape[1:3], grad.shape[1:3])):
+        return None, F.unfold_conv_weight_grad(x, grad, win).view(weight.shape)
     if _transposed_backward(weight, win):
         grad_x, grad_t = F.col2im_conv_backward(x, grad, _transposed_form(weight), F.flip(win),
                                                 input_grad)

@@ -43,14 +43,14 @@ class _Loss(Module):
             grad = grad.reshape(())
         self._release_saved()
         scale = grad / diff.numel() if self.reduction == "mean" else grad
-        return self._derivative(diff).mul_(scale)
+        return self._derivative(diff, scale)
 
     def _pointwise(self, diff: Tensor) -> Tensor:
         """Loss of each element, from ``prediction - target``."""
         raise NotImplementedError
 
-    def _derivative(self, diff: Tensor) -> Tensor:
-        """Derivative of :meth:`_pointwise` (a new tensor)."""
+    def _derivative(self, diff: Tensor, scale: Tensor | float) -> Tensor:
+        """``scale`` times the derivative of :meth:`_pointwise` (a new tensor)."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:
@@ -63,8 +63,8 @@ class MSE(_Loss):
     def _pointwise(self, diff: Tensor) -> Tensor:
         return diff * diff
 
-    def _derivative(self, diff: Tensor) -> Tensor:
-        return diff * 2
+    def _derivative(self, diff: Tensor, scale: Tensor | float) -> Tensor:
+        return diff * (2 * scale)  # one pass over the image: the factor is a scalar
 
 
 class L1(_Loss):
@@ -73,5 +73,5 @@ class L1(_Loss):
     def _pointwise(self, diff: Tensor) -> Tensor:
         return diff.abs()
 
-    def _derivative(self, diff: Tensor) -> Tensor:
-        return diff.sign()
+    def _derivative(self, diff: Tensor, scale: Tensor | float) -> Tensor:
+        return diff.sign().mul_(scale)
