@@ -189,8 +189,10 @@ def test_bad_options_and_channel_mismatch(folder, tmp_path):
 
 def test_export_weights_and_model_card(folder, tmp_path):
     Trainer(_config(folder, tmp_path / "r", steps=6, stop_at=3)).fit()
-    path = export_weights(tmp_path / "r", "tiny", weights_dir=tmp_path / "w", command="denoise train --config c.json")
+    path = export_weights(tmp_path / "r", "tiny", weights_dir=tmp_path / "w", command="denoise train --config c.json",
+                          note="stopped early")
     card = json.loads((tmp_path / "w" / "tiny.json").read_text())
+    assert card["note"] == "stopped early"
     assert card["training"]["steps"] == 3 and card["status"] == "interim: step 3 of 6"
     assert card["reproduce"] == "denoise train --config c.json --stop-at 3"
     assert card["validation"]["psnr_db"] == pytest.approx(_ckpt(tmp_path / "r")["last_val_psnr"])

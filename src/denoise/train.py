@@ -725,11 +725,12 @@ def hardware_description(device: str = "cpu", threads: int | None = None) -> str
 
 
 def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | None = None,
-                   command: str | None = None) -> Path:
+                   command: str | None = None, note: str | None = None) -> Path:
     """Turn a run's checkpoint into ``NAME.safetensors`` + ``NAME.json`` (model card).
 
     ``command`` is the exact command that reproduces the run (default: the one saved in
-    the run folder's ``command.txt``). Returns the weights path.
+    the run folder's ``command.txt``); ``note``, free text kept in the card (for
+    instance how the run was extended). Returns the weights path.
     """
     from safetensors.torch import save_file
 
@@ -777,6 +778,8 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
         "reproduce": command,
         "torch": torch.__version__,
     }
+    if note:
+        card["note"] = note
     weights = out_dir / f"{name}.safetensors"
     with atomic_path(weights, overwrite=True) as tmp:
         save_file(state, str(tmp), metadata={"name": name, "architecture": cfg.model, "steps": str(step)})

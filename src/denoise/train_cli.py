@@ -113,7 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from .train import export_weights
 
-    path = export_weights(args.run_dir, args.name, weights_dir=args.weights_dir, command=args.command)
+    path = export_weights(args.run_dir, args.name, weights_dir=args.weights_dir, command=args.command,
+                          note=args.note)
     print(f"wrote {path} and {path.with_suffix('.json').name}")
     return 0
 
@@ -134,6 +135,8 @@ def register(subparsers) -> None:
                    help="output folder (default: the package's weights/)")
     e.add_argument("--command", default=None, help="the reproduce command for the model card "
                    "(default: the run's command.txt)")
+    e.add_argument("--note", default=None, help="free text for the model card's 'note' (for "
+                   "instance the learning-rate history of a run resumed with other step counts)")
     e.set_defaults(func=run_export)
 
 
