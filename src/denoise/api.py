@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, ModelError
+from .models.ensemble import SelfEnsemble, split_name
 from .models.registry import create_model, get_entry
 from .tiling import tiled
 from .utils import check_image, check_sigma
@@ -34,12 +35,18 @@ def _load(name: str) -> nn.Module:
 
 
 def resolve_model(model: str | nn.Module, channels: int) -> nn.Module:
-    """A ready denoiser from a registered name, "default", or a module (returned as is)."""
+    """A ready denoiser from a registered name, "default", or a module (returned as is).
+
+    A name may end in ``+x8`` (:mod:`denoise.models.ensemble`): the model's mean over the
+    eight flips and rotations of the image.
+    """
     if isinstance(model, nn.Module):
         return model
     if not isinstance(model, str):
         raise InputError(f"model must be a registered name or a torch.nn.Module, got {type(model).__name__}")
-    return _load(default_model_name(channels) if model == "default" else model)
+    name, ensemble = split_name(model)
+    net = _load(default_model_name(channels) if name == "default" else name)
+    return SelfEnsemble(net) if ensemble else net
 
 
 def denoise(x: torch.Tensor, model: str | nn.Module = "default", sigma: float | torch.Tensor | None = None,
@@ -50,6 +57,8 @@ def denoise(x: torch.Tensor, model: str | nn.Module = "default", sigma: float | 
         x: float32 tensor (N, C, H, W) with C = 1 or 3 and values in [0, 1].
         model: a registered model name (see ``denoise.list_models()``), a denoiser module,
             or "default": the shipped learned model for the channel count, else "dct".
+            A name ending in "+x8" averages the model over the eight flips and rotations
+            of the image (geometric self-ensemble, eight times the time).
         sigma: noise standard deviation on the 0-1 scale (sigma_255 / 255), a float or one
             value per image; None lets models that need it estimate it.
         tile: process in overlapping tiles of this many pixels per side, to bound memory

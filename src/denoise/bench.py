@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 import torch
 
 from .errors import InputError
+from .models.ensemble import split_name
 from .report import markdown_table
 
 NOISY = "noisy"
@@ -195,6 +196,7 @@ def check_model(name: str) -> None:
     from .errors import MissingDependencyError, ModelError
     from .models.registry import get_entry
 
+    name = split_name(name)[0]
     if name == DEFAULT:
         return
     entry = get_entry(name)  # ModelError listing the known names
@@ -213,6 +215,7 @@ def supports_channels(name: str, channels: int) -> bool:
     """
     from .models.registry import get_entry
 
+    name = split_name(name)[0]
     fixed = None if name == DEFAULT else get_entry(name).defaults.get("channels")
     return fixed is None or fixed == channels
 

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 from . import __version__, train_cli
 from .bench import DEFAULT, PROTOCOL, check_model, get_model, missing_extras, missing_requirements
+from .models.ensemble import SUFFIX, split_name
 from .ee559 import cli as ee559_cli
 from .errors import DenoiseError, ImageReadError, ImageWriteError, InputError
 
@@ -165,7 +166,8 @@ def _add_run(sub) -> None:
                    help="output folder; it must exist unless --mkdir is given")
     p.add_argument("-m", "--model", default=DEFAULT, metavar="NAME",
                    help="model name from 'denoise models' (default: 'default', the best shipped "
-                        "model for the image's channels)")
+                        "model for the image's channels); add '+x8' to average the model over "
+                        "the 8 flips and rotations of the image (8x the time)")
     p.add_argument("-s", "--sigma", type=sigma_arg, default=None, metavar="S|estimated",
                    help=_SIGMA_HELP)
     p.add_argument("--tile", type=positive_int, default=1024, metavar="N",
@@ -298,7 +300,8 @@ def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: 
                                    progress=progress)
     _make_parent(job.target)
     write_image(job.target, y, info, overwrite=force)
-    used_name = default_model_name(x.shape[1]) if name == DEFAULT else name
+    base, ensemble = split_name(name)
+    used_name = default_model_name(x.shape[1]) + SUFFIX * ensemble if base == DEFAULT else name
     how = "" if used_sigma is None else (
         f", sigma {used_sigma * 255:.1f}" + (" estimated" if sigma is None else ""))
     return f"{job.source} -> {job.target} ({used_name}, {time.perf_counter() - start:.1f} s{how})"
@@ -427,7 +430,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--sigma", type=comma_list(sigma_value), default=[15.0, 25.0, 50.0],
                    metavar="S[,S...]", help="noise levels on the 0-255 scale (default 15,25,50)")
     p.add_argument("--model", type=comma_list(), default=[DEFAULT], metavar="NAME[,NAME...]",
-                   help="models to compare (default: 'default')")
+                   help="models to compare (default: 'default'); a name ending in '+x8' is "
+                        "the model's mean over the 8 flips and rotations")
     p.add_argument("--max-images", type=positive_int, default=None, metavar="N",
                    help="only the first N images of each set (the published figures are then "
                         "not shown)")

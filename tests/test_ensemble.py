@@ -1,0 +1,79 @@
+"""Geometric self-ensemble (``+x8``): exact symmetries, names, CLI and bench."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from denoise.api import denoise, resolve_model
+from denoise.bench import check_model, supports_channels
+from denoise.errors import ModelError
+from denoise.models.ensemble import SelfEnsemble, _forward, _inverse, split_name
+
+
+class Ramp(nn.Module):
+    """Not equivariant: adds a horizontal ramp, so each symmetry adds it along another axis."""
+
+    uses_sigma = True
+
+    def forward(self, x, sigma=None):
+        return x + torch.linspace(0, 1, x.shape[-1])
+
+
+@pytest.mark.parametrize("k", range(4))
+@pytest.mark.parametrize("flip", [False, True])
+def test_transforms_are_inverted_exactly(k, flip):
+    x = torch.rand(2, 3, 5, 7)
+    assert torch.equal(_inverse(_forward(x, k, flip), k, flip), x)
+
+
+class Identity(nn.Module):
+    def forward(self, x, sigma=None):
+        return x
+
+
+def test_self_ensemble_of_identity_is_identity():
+    x = torch.rand(1, 1, 6, 9)
+    assert torch.allclose(SelfEnsemble(Identity())(x), x)
+
+
+def test_self_ensemble_averages_over_the_eight_symmetries():
+    x = torch.zeros(1, 1, 4, 4)
+    y = SelfEnsemble(Ramp())(x)
+    # the ramp lands once on each side of each axis: its mean over the 8 maps is 0.5
+    assert torch.allclose(y, torch.full_like(y, 0.5))
+    assert SelfEnsemble(Ramp()).uses_sigma
+
+
+def test_equivariant_model_is_unchanged():
+    """The sliding-window DCT treats the eight symmetries alike: +x8 gives the same output."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 24, 40)
+    single = denoise(x, "dct", 25 / 255)
+    assert torch.allclose(denoise(x, "dct+x8", 25 / 255), single, atol=1e-5)
+
+
+def test_names():
+    assert split_name("n2n-unet-gray+x8") == ("n2n-unet-gray", True)
+    assert split_name("dct") == ("dct", False)
+    assert isinstance(resolve_model("dct+x8", 3), SelfEnsemble)
+    assert supports_channels("n2n-unet-gray+x8", 1) and not supports_channels("n2n-unet-gray+x8", 3)
+    check_model("default+x8")
+    with pytest.raises(ModelError, match="'nope'"):
+        check_model("nope+x8")
+
+
+def test_cli_run_with_ensemble(capsys, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from denoise.cli import main
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (20, 28), dtype=np.uint8)).save(tmp_path / "a.png")
+    code = main(["run", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--mkdir",
+                 "-m", "default+x8"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert (tmp_path / "out" / "a.png").is_file()
+    assert "n2n-unet-gray+x8" in captured.out + captured.err
