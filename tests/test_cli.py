@@ -401,6 +401,7 @@ def test_models_table_lists_every_registered_model(capsys):
     for entry in list_models():
         assert f"| {entry.name} " in stdout
     assert "ready" in stdout
+    assert "+x8" in stdout  # the self-ensemble suffix is announced
 
 
 def test_models_json(capsys):

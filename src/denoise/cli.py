@@ -527,6 +527,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("\nModel cards:")
         for name, summary in cards:
             print(f"  {name}: {summary}")
+    print(f"\nAny name + '{SUFFIX}' (e.g. default{SUFFIX}): the model averaged over the 8 flips and "
+          "rotations of the image, 8x the time.")
     return 0
 
 
