@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, ModelError
-from .models.ensemble import SelfEnsemble, split_name
+from .models.ensemble import SUFFIX, SelfEnsemble, split_name
 from .models.registry import create_model, get_entry
 from .tiling import tiled
 from .utils import check_image, check_sigma
@@ -34,6 +34,13 @@ def _load(name: str) -> nn.Module:
     return create_model(name)
 
 
+def resolved_name(name: str, channels: int) -> str:
+    """The registered name (with its ``+x8`` suffix, if any) that ``name`` stands for with
+    images of ``channels`` channels: "default" becomes :func:`default_model_name`."""
+    base, ensemble = split_name(name)
+    return default_model_name(channels) + SUFFIX * ensemble if base == "default" else name
+
+
 def resolve_model(model: str | nn.Module, channels: int) -> nn.Module:
     """A ready denoiser from a registered name, "default", or a module (returned as is).
 
@@ -44,8 +51,8 @@ def resolve_model(model: str | nn.Module, channels: int) -> nn.Module:
         return model
     if not isinstance(model, str):
         raise InputError(f"model must be a registered name or a torch.nn.Module, got {type(model).__name__}")
-    name, ensemble = split_name(model)
-    net = _load(default_model_name(channels) if name == "default" else name)
+    name, ensemble = split_name(resolved_name(model, channels))
+    net = _load(name)
     return SelfEnsemble(net) if ensemble else net
 
 

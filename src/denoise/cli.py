@@ -26,9 +26,9 @@ from typing import Callable, Sequence
 
 from . import __version__, train_cli
 from .bench import DEFAULT, PROTOCOL, check_model, get_model, missing_extras, missing_requirements
-from .models.ensemble import SUFFIX, split_name
 from .ee559 import cli as ee559_cli
 from .errors import DenoiseError, ImageReadError, ImageWriteError, InputError
+from .models.ensemble import SUFFIX
 
 PROG = "denoise"
 
@@ -290,7 +290,7 @@ def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: 
     ``sigma`` is on the 0-255 scale, or None to estimate it from the image. The output
     is written atomically and replaces an existing file only when ``force`` is true.
     """
-    from .api import default_model_name
+    from .api import resolved_name
     from .io import read_image, write_image
 
     x, info = read_image(job.source)
@@ -300,8 +300,7 @@ def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: 
                                    progress=progress)
     _make_parent(job.target)
     write_image(job.target, y, info, overwrite=force)
-    base, ensemble = split_name(name)
-    used_name = default_model_name(x.shape[1]) + SUFFIX * ensemble if base == DEFAULT else name
+    used_name = resolved_name(name, x.shape[1])
     how = "" if used_sigma is None else (
         f", sigma {used_sigma * 255:.1f}" + (" estimated" if sigma is None else ""))
     return f"{job.source} -> {job.target} ({used_name}, {time.perf_counter() - start:.1f} s{how})"

@@ -50,6 +50,8 @@ class SelfEnsemble(nn.Module):
         total = None
         for flip in (False, True):
             for k in range(4):
+                # rot90 always returns a new tensor (a copy even for k = 0), so the first
+                # output can be the accumulator
                 y = _inverse(self.model(_forward(x, k, flip), sigma), k, flip)
-                total = y.clone() if total is None else total.add_(y)
+                total = y if total is None else total.add_(y)
         return total.div_(8)
