@@ -316,6 +316,65 @@ def test_shifted_products_for_part_of_the_outputs(padding):
     torch.testing.assert_close(y, full[:, :, :3, :4].permute(0, 2, 3, 1))
 
 
+WRAPPED = [  # (N, H, W, C), kernel, dilation: "same" windows, down to one-row images
+    ((2, 7, 9, 5), (3, 3), (1, 1)), ((3, 5, 6, 3), (5, 5), (1, 1)), ((1, 3, 3, 2), (3, 3), (1, 1)),
+    ((2, 6, 6, 4), (3, 3), (2, 2)), ((3, 1, 5, 3), (1, 5), (1, 1)), ((2, 9, 6, 3), (5, 3), (2, 1)),
+    ((2, 5, 7, 4), (3, 1), (1, 1)), ((2, 4, 8, 3), (1, 3), (1, 3)), ((2, 4, 4, 2), (1, 1), (1, 1))]
+
+
+def _same(kernel, dilation):
+    return F.Window(kernel, (1, 1), tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation)),
+                    dilation)
+
+
+@pytest.mark.parametrize("shape,kernel,dilation", WRAPPED)
+@pytest.mark.parametrize("bias", [False, True])
+def test_wrapped_products_equal_a_padded_convolution(shape, kernel, dilation, bias):
+    """Shifted products on the unpadded input, less the contributions that wrapped around
+    an image edge, give the zero-padded convolution."""
+    win = _same(kernel, dilation)
+    assert F.wraps(win, shape[1:3])
+    x, weight = _input(shape, seed=1), _input((3, shape[3], *kernel), seed=2)
+    b = _input((3,), seed=3) if bias else None
+    y = F.wrapped_conv(x, F.conv_matrix(weight), b, win)
+    reference = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), weight, b, padding=win.padding,
+                                           dilation=dilation)
+    torch.testing.assert_close(y, reference.permute(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("shape,kernel,dilation", WRAPPED)
+def test_wrapped_columns_equal_unfold_in_every_chunk(shape, kernel, dilation):
+    """The columns built without padding equal ``unfold``'s, exactly, for the whole batch,
+    for each image and for row blocks of one image (every entry is written)."""
+    batch, height, width, channels = shape
+    win = _same(kernel, dilation)
+    x = _input(shape, seed=4)
+    reference = torch.nn.functional.unfold(x.permute(0, 3, 1, 2), kernel, dilation=dilation,
+                                           padding=win.padding)
+    reference = (reference.view(batch, channels, *kernel, height * width).permute(0, 4, 2, 3, 1)
+                 .reshape(batch * height * width, -1))
+    chunks = [F._Chunk(0, batch, 0, height)] + [F._Chunk(n, n + 1, 0, height) for n in range(batch)]
+    chunks += [F._Chunk(batch - 1, batch, r0, r1) for r0, r1 in F._split(height, 2)]
+    for chunk in chunks:
+        start = (chunk.n0 * height + chunk.r0) * width
+        count = chunk.images * chunk.rows * width
+        out = torch.full((count, win.taps * channels), float("nan"), dtype=F64)
+        F._wrapped_im2col(x.view(-1, channels), win, (height, width), chunk, out)
+        assert torch.equal(out, reference[start:start + count])
+
+
+def test_same_convolutions_need_no_padded_copy(monkeypatch):
+    """A "same" stride-1 convolution with wide channels never pads: forward by wrapped
+    products, backward by wrapped columns, both equal to autograd."""
+    def unused(*args, **kwargs):
+        raise AssertionError("a padded copy should not be made")
+    monkeypatch.setattr(F, "_padded", unused)
+    monkeypatch.setattr(F, "shifted_conv", unused)
+    check_against_torch(scratch.Conv2d(20, 18, 3, padding=1).double(), _input((2, 20, 7, 9)))
+    check_against_torch(scratch.Conv2d(16, 16, (5, 3), padding=(4, 1), dilation=(2, 1)).double(),
+                        _input((2, 16, 9, 6)))
+
+
 def test_narrow_outputs_go_through_fold(monkeypatch):
     """The transposed form of a stride-1 convolution uses fold when fold's geometry fits."""
     def unused(*args, **kwargs):

@@ -32,7 +32,8 @@ of ``nn.Sequential(nn.Upsample(scale_factor=s), nn.Conv2d(...))``. Outputs are
 
 Speed comes from :mod:`denoise.scratch.functional`: channels-last data, im2col built
 by strided copies a chunk at a time from an input padded once per call, weight gradients
-as one matrix product per chunk, stride-1 convolutions as shifted products, narrow
+as one matrix product per chunk, stride-1 convolutions as shifted products ("same" ones
+on the unpadded input, taking back what wrapped around an image edge), narrow
 outputs by a batched product and ``fold``, and upsampling convolutions computed at low
 resolution (``benchmarks/scratch_speed.py`` compares with torch.nn + autograd and
 records its results in ``benchmarks/results/scratch_speed.md``).

@@ -14,7 +14,7 @@ large image read zero. Paddings may be negative inside the package (a crop). Col
 matrices have shape ``(pixels of the small image, kh * kw * C)``, columns ordered
 ``(kh, kw, C)``.
 
-Four formulations do all the work:
+Five formulations do all the work:
 
 * :func:`im2col_conv` ("im2col, then multiply"): ``small = im2col(large) @ M``;
 * :func:`col2im_conv` ("multiply, then col2im"): ``large = col2im(small @ M)``;
@@ -22,6 +22,10 @@ Four formulations do all the work:
   PyTorch's ``fold`` sums the columns in one pass;
 * :func:`shifted_conv` (stride 1 only): one product per kernel tap of a shifted slice of
   the flattened padded input, summed, with no column matrix at all;
+* :func:`wrapped_conv`, the same for a "same" convolution (the output has the input's
+  size) on the unpadded input: the contributions that wrapped around an image edge are
+  taken back by small products; its columns (:func:`_wrapped_im2col`, for the backward
+  pass) are likewise built without a padded copy;
 
 and the backward passes of the first two. A stride-1 convolution is also a stride-1
 transposed convolution with the flipped kernel (:func:`flip`), so a layer can choose,
@@ -586,10 +590,16 @@ def col2im_conv_into_backward(x: Tensor, parts: list[tuple[Window, Tensor]], wma
     grads = [grad for _, grad in parts]
     plan, _ = _plan(batch, (small_h, small_w), sum(widths) * x.element_size(), x, *grads)
     wmat_t = _contiguous_t(wmat) if input_grad else None
-    sources = [_prepadded(grad, win, (small_h, small_w)) for win, grad in parts]
+    # a "same" convolution's gradient needs no padded copy (see _wrapped_im2col)
+    wrapped = (len(parts) == 1 and grads[0].is_contiguous() and wraps(parts[0][0], (small_h, small_w))
+               and tuple(grads[0].shape[1:3]) == (small_h, small_w))
+    sources = [] if wrapped else [_prepadded(grad, win, (small_h, small_w)) for win, grad in parts]
     buffers = _Buffers()
     for chunk in plan:
         cols = buffers.get("cols", (chunk.images * chunk.rows * small_w, sum(widths)), x)
+        if wrapped:
+            _wrapped_im2col(grads[0].view(-1, grads[0].shape[-1]), parts[0][0], (small_h, small_w),
+                            chunk, cols)
         start = 0
         for (source, unpadded), width in zip(sources, widths):
             _im2col(source, unpadded, chunk, small_w, buffers, out=cols[:, start:start + width])
@@ -658,6 +668,134 @@ def shifted_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
         start = (chunk.n0 * height + chunk.r0) * width
         _shifted_sum(padded.reshape(-1, channels), taps, offsets, rows, flat_out[start:], bias)
     return out[:, :small[0], :small[1]]
+
+
+def wraps(win: Window, size: tuple[int, int]) -> bool:
+    """Whether :func:`wrapped_conv` applies to an input of ``size`` (height, width): stride
+    1, an output of the input's size (padding ``(span - 1) / 2`` on each axis), and a
+    kernel no larger than the image."""
+    return win.stride == (1, 1) and all(
+        win.span(axis) == 2 * win.padding[axis] + 1 and win.span(axis) <= size[axis]
+        for axis in (0, 1))
+
+
+def _tap_shift(win: Window, i: int, j: int) -> tuple[int, int]:
+    """Row and column offsets ``(i * dh - ph, j * dw - pw)`` of tap ``(i, j)``."""
+    return i * win.dilation[0] - win.padding[0], j * win.dilation[1] - win.padding[1]
+
+
+def _outside(shift: int, size: int) -> range:
+    """Output positions along an axis whose tap, shifted by ``shift``, reads outside ``[0, size)``."""
+    return range(0, min(size, -shift)) if shift < 0 else range(max(0, size - shift), size)
+
+
+def wrapped_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window) -> Tensor:
+    """A "same" stride-1 convolution of channels-last ``x`` by shifted products, unpadded.
+
+    In ``x`` flattened to ``(pixels, C)``, tap ``(i, j)`` of output pixel ``v`` reads row
+    ``v + (i * dh - ph) * W + (j * dw - pw)``: one product of two contiguous slices per tap
+    accumulates every tap into the output, as in :func:`shifted_conv` but on the unpadded
+    input and output (the output is contiguous, and the input needs no padded copy).
+    Near the border of an image some of those reads wrap onto the neighbouring row (or
+    image), where padding would have read zeros; those wrong contributions, a band of
+    ``ph`` rows and ``pw`` columns per image and tap, are then taken back by small products
+    on strided views of the same data (rows of the column band are ``W`` pixels apart,
+    the row band is one batched product over the images). Reads outside the tensor are
+    never made: those products are clipped, and their pixels are all in the bands.
+
+    The result equals the padded convolution up to float rounding (the wrong
+    contribution is added then subtracted); a non-finite input value can also turn the
+    pixels across the image edge from it into NaN. ``win`` must satisfy :func:`wraps`.
+    Returns the channels-last output ``(N, H, W, O)``.
+    """
+    batch, height, width, channels = x.shape
+    out_channels = wmat.shape[1]
+    taps = wmat.view(win.taps, channels, out_channels)
+    pixels = batch * height * width
+    flat, out = x.view(pixels, channels), x.new_empty(batch, height, width, out_channels)
+    flat_out = out.view(pixels, out_channels)
+    shifts = [_tap_shift(win, i, j) for i in range(win.kernel[0]) for j in range(win.kernel[1])]
+    offsets = [dr * width + dc for dr, dc in shifts]
+    # the tap that reads the pixel itself (odd kernels) covers every output: it comes first
+    order = sorted(range(win.taps), key=lambda t: offsets[t] != 0)
+    if offsets[order[0]] != 0:
+        if bias is None:
+            out.zero_()
+        else:
+            out.copy_(bias.expand(out.shape))
+    for t in order:
+        lo, hi = max(0, -offsets[t]), min(pixels, pixels - offsets[t])
+        source = flat[lo + offsets[t]:hi + offsets[t]]
+        if offsets[t] != 0 or t != order[0]:
+            flat_out[lo:hi].addmm_(source, taps[t])
+        elif bias is None:
+            torch.mm(source, taps[t], out=flat_out)
+        else:
+            torch.addmm(bias, source, taps[t], out=flat_out)
+    for t, ((dr, dc), offset) in enumerate(zip(shifts, offsets)):
+        for c in _outside(dc, width):  # a column band: every row of every image
+            first = max(0, -((c + offset) // width))  # first image row whose read is in x
+            last = min(batch * height, (pixels - 1 - c - offset) // width + 1)
+            if first < last:
+                span = slice(first * width + c, (last - 1) * width + c + 1, width)
+                rows = flat[first * width + c + offset:(last - 1) * width + c + offset + 1:width]
+                flat_out[span].addmm_(rows, taps[t], alpha=-1)
+        c0, c1 = max(0, -dc), min(width, width - dc)  # the row band, less the column band
+        for r in _outside(dr, height):
+            n0 = max(0, -((r + dr) // height))
+            n1 = min(batch, (batch * height - 1 - r - dr) // height + 1)
+            if n0 < n1 and c0 < c1:
+                start = ((n0 * height + r + dr) * width + c0 + dc) * channels
+                rows = flat.as_strided((n1 - n0, c1 - c0, channels),
+                                       (height * width * channels, channels, 1),
+                                       flat.storage_offset() + start)
+                # into a new tensor: a batched product into a strided view goes image by image
+                wrong = torch.bmm(rows, taps[t].expand(n1 - n0, channels, out_channels))
+                out[n0:n1, r, c0:c1].sub_(wrong)
+    return out
+
+
+def _wrapped_im2col(flat: Tensor, win: Window, size: tuple[int, int], chunk: _Chunk,
+                    out: Tensor) -> Tensor:
+    """Columns ``(pixels of the chunk, kh * kw * C)`` of a chunk of an unpadded image batch.
+
+    The windows of a "same" stride-1 convolution (:func:`wraps`) over ``flat``
+    (``(pixels, C)``, images of ``size``), without a padded copy: one strided copy reads
+    every tap as a shifted row of ``flat`` (as :func:`wrapped_conv` does), then the entries
+    that wrapped onto a neighbouring row or image, which padding would have made zero, are
+    zeroed: for each kernel column, the image columns it reads outside of (a band every
+    ``W`` pixels), and for each kernel row, the image rows. Pixels near the ends of
+    ``flat`` copy only their in-range taps; the others are all in those bands.
+    """
+    height, width = size
+    pixels, channels = flat.shape
+    kh, kw = win.kernel
+    v0, v1 = (chunk.n0 * height + chunk.r0) * width, ((chunk.n1 - 1) * height + chunk.r1) * width
+    offsets = [dr * width + dc for dr, dc in
+               (_tap_shift(win, i, j) for i in range(kh) for j in range(kw))]
+    cols = out.view(v1 - v0, kh, kw, channels)
+    a, b = max(v0, -offsets[0]), min(v1, pixels - offsets[-1])
+    if a < b:
+        cols[a - v0:b - v0].copy_(flat.as_strided(
+            (b - a, kh, kw, channels),
+            (channels, win.dilation[0] * width * channels, win.dilation[1] * channels, 1),
+            flat.storage_offset() + (a + offsets[0]) * channels))
+    taps = out.view(v1 - v0, kh * kw, channels)
+    for lo, hi in ((v0, min(a, v1)), (max(b, v0), v1)):  # near the ends: tap by tap
+        for t, offset in enumerate(offsets):
+            first, last = max(lo, -offset), min(hi, pixels - offset)
+            if first < last:
+                taps[first - v0:last - v0, t].copy_(flat[first + offset:last + offset])
+    for j in range(kw):
+        for c in _outside(_tap_shift(win, 0, j)[1], width):
+            start = (c - v0) % width
+            cols[start::width, :, j].zero_()
+    images = cols.view(chunk.images, chunk.rows, width, kh, kw, channels)
+    for i in range(kh):
+        for r in _outside(_tap_shift(win, i, 0)[0], height):
+            if chunk.r0 <= r < chunk.r1:
+                images[:, r - chunk.r0, :, i].zero_()
+    return out
 
 
 @dataclass(frozen=True)

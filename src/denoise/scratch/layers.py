@@ -183,7 +183,9 @@ def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
     Stride 1 with ``kh * kw * O <= C``: the transposed form, whose columns are the
     narrowest, by a batched product and ``fold`` (the result is then a channels-last
     view of channels-first data); fewer than :data:`SHIFTED_MIN_CHANNELS` input channels:
-    ``unfold`` and batched products; stride 1: shifted products; otherwise im2col.
+    ``unfold`` and batched products; a "same" stride-1 convolution: shifted products on
+    the unpadded input (:func:`~denoise.scratch.functional.wrapped_conv`); other stride-1
+    ones: shifted products on a padded copy; otherwise im2col.
     """
     in_channels = weight.shape[1]
     if _transposed_forward(weight, win):
@@ -194,6 +196,8 @@ def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
         return F.col2im_conv(x, _transposed_form(weight), bias, flipped, small)
     if in_channels < SHIFTED_MIN_CHANNELS and F.folds_exactly(win, x.shape[1:3], small):
         return F.unfold_conv(x, weight, bias, win, small)
+    if small == (x.shape[1], x.shape[2]) and F.wraps(win, small):
+        return F.wrapped_conv(x, F.conv_matrix(weight), bias, win)
     if win.stride == (1, 1):
         return F.shifted_conv(x, F.conv_matrix(weight), bias, win, small)
     return F.im2col_conv(x, F.conv_matrix(weight), bias, win, small)
