@@ -373,6 +373,8 @@ def test_same_convolutions_need_no_padded_copy(monkeypatch):
     check_against_torch(scratch.Conv2d(20, 18, 3, padding=1).double(), _input((2, 20, 7, 9)))
     check_against_torch(scratch.Conv2d(16, 16, (5, 3), padding=(4, 1), dilation=(2, 1)).double(),
                         _input((2, 16, 9, 6)))
+    # more outputs than inputs: the backward takes columns of the input instead
+    check_against_torch(scratch.Conv2d(16, 24, 3, padding=1).double(), _input((2, 16, 5, 7)))
 
 
 def test_narrow_outputs_go_through_fold(monkeypatch):

@@ -460,10 +460,16 @@ def im2col_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     if input_grad:
         grad_x = torch.zeros_like(x) if split else torch.empty_like(x)
     wmat_t = _contiguous_t(wmat)
-    source, unpadded = _prepadded(x, win, small)
+    # a "same" convolution's columns need no padded copy (see _wrapped_im2col)
+    wrapped = x.is_contiguous() and small == tuple(x.shape[1:3]) and wraps(win, small)
+    source, unpadded = (x, win) if wrapped else _prepadded(x, win, small)
     buffers = _Buffers()
     for chunk in plan:
-        cols = _im2col(source, unpadded, chunk, small[1], buffers)
+        if wrapped:
+            cols = buffers.get("cols", (chunk.images * chunk.rows * small[1], wmat.shape[0]), x)
+            _wrapped_im2col(x.view(-1, x.shape[-1]), win, small, chunk, cols)
+        else:
+            cols = _im2col(source, unpadded, chunk, small[1], buffers)
         rows = _rows(grad, chunk)
         grad_w.addmm_(rows.t(), cols)
         if grad_x is not None:
