@@ -151,6 +151,28 @@ def _load() -> tuple[float, float, float]:
     return os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(stolen, total) CPU ticks of the machine since boot, from ``/proc/stat`` (Linux)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return fields[7], sum(fields)
+
+
+def _stolen(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the CPU time between two :func:`_cpu_ticks` that the hypervisor gave to
+    other machines (time this virtual machine was ready to run but did not)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
+def _stolen_text(share: float | None) -> str:
+    return "not measured" if share is None else f"{100 * share:.0f}% of the CPU time"
+
+
 def _load_text(load: tuple[float, float, float]) -> str:
     return " / ".join(f"{value:.2f}" for value in load)
 
@@ -204,11 +226,15 @@ def markdown(results: dict) -> str:
               "(measured in the first run)"),
              ("- load average (1 / 5 / 15 min) is printed per run: the machine is shared, and "
               "other processes slow both frameworks but also delay every parallel region, "
-              "so a loaded machine raises the ratio"), ""]
+              "so a loaded machine raises the ratio"),
+             ("- stolen: the share of the run's CPU time that the hypervisor gave to other "
+              "virtual machines (steal time, /proc/stat); a busy host slows both frameworks, "
+              "unevenly"), ""]
     for index, run in enumerate(results["runs"], 1):
         lines += [f"## Run {index}", "",
                   (f"load average before {_load_text(run['load_before'])}, after "
-                   f"{_load_text(run['load_after'])}"), "",
+                   f"{_load_text(run['load_after'])}; stolen: "
+                   f"{_stolen_text(run.get('stolen'))}"), "",
                   ("| network | torch ms | scratch ms | time ratio | torch MiB | scratch MiB "
                    "| memory ratio |"),
                   "|---|---:|---:|---:|---:|---:|---:|"]
@@ -258,14 +284,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"batch {args.batch} of 3x32x32, {args.steps} interleaved steps after {args.warmup} warm-up")
     for index in range(args.runs):
         run = {"load_before": _load(), "networks": {}}
+        ticks = _cpu_ticks()
         print(f"run {index + 1}/{args.runs}, load average {_load_text(run['load_before'])}")
         print(HEADER + "\n" + "-" * len(HEADER))
         for network in args.networks:
             run["networks"][network] = measure(network, args, not args.no_memory and index == 0)
             print(table_line(network, run["networks"][network]))
         run["load_after"] = _load()
+        run["stolen"] = _stolen(ticks, _cpu_ticks())
         results["runs"].append(run)
-        print(f"load average after the run {_load_text(run['load_after'])}")
+        print(f"load average after the run {_load_text(run['load_after'])}; "
+              f"stolen by the hypervisor: {_stolen_text(run['stolen'])}")
     print("times: median (minimum); ratio = scratch / torch; memory: peak RSS above the start")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
