@@ -333,8 +333,9 @@ def test_wrapped_products_equal_a_padded_convolution(shape, kernel, dilation, bi
     """Shifted products on the unpadded input, less the contributions that wrapped around
     an image edge, give the zero-padded convolution."""
     win = _same(kernel, dilation)
-    assert F.wraps(win, shape[1:3])
     x, weight = _input(shape, seed=1), _input((3, shape[3], *kernel), seed=2)
+    assert F.wraps(win, x, shape[1:3])
+    assert not F.wraps(win, x, (shape[1], shape[2] + 1))  # another output size: not "same"
     b = _input((3,), seed=3) if bias else None
     y = F.wrapped_conv(x, F.conv_matrix(weight), b, win)
     reference = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), weight, b, padding=win.padding,

@@ -460,14 +460,13 @@ def im2col_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     if input_grad:
         grad_x = torch.zeros_like(x) if split else torch.empty_like(x)
     wmat_t = _contiguous_t(wmat)
-    # a "same" convolution's columns need no padded copy (see _wrapped_im2col)
-    wrapped = x.is_contiguous() and small == tuple(x.shape[1:3]) and wraps(win, small)
-    source, unpadded = (x, win) if wrapped else _prepadded(x, win, small)
+    wrapped = wraps(win, x, small)  # then the columns need no padded copy
+    source, unpadded = (x.view(-1, x.shape[-1]), win) if wrapped else _prepadded(x, win, small)
     buffers = _Buffers()
     for chunk in plan:
         if wrapped:
             cols = buffers.get("cols", (chunk.images * chunk.rows * small[1], wmat.shape[0]), x)
-            _wrapped_im2col(x.view(-1, x.shape[-1]), win, small, chunk, cols)
+            _wrapped_im2col(source, win, small, chunk, cols)
         else:
             cols = _im2col(source, unpadded, chunk, small[1], buffers)
         rows = _rows(grad, chunk)
@@ -596,16 +595,15 @@ def col2im_conv_into_backward(x: Tensor, parts: list[tuple[Window, Tensor]], wma
     grads = [grad for _, grad in parts]
     plan, _ = _plan(batch, (small_h, small_w), sum(widths) * x.element_size(), x, *grads)
     wmat_t = _contiguous_t(wmat) if input_grad else None
-    # a "same" convolution's gradient needs no padded copy (see _wrapped_im2col)
-    wrapped = (len(parts) == 1 and grads[0].is_contiguous() and wraps(parts[0][0], (small_h, small_w))
-               and tuple(grads[0].shape[1:3]) == (small_h, small_w))
+    # one part whose gradient's columns need no padded copy
+    wrapped = len(parts) == 1 and wraps(parts[0][0], grads[0], (small_h, small_w))
+    flat = grads[0].view(-1, grads[0].shape[-1]) if wrapped else None
     sources = [] if wrapped else [_prepadded(grad, win, (small_h, small_w)) for win, grad in parts]
     buffers = _Buffers()
     for chunk in plan:
         cols = buffers.get("cols", (chunk.images * chunk.rows * small_w, sum(widths)), x)
         if wrapped:
-            _wrapped_im2col(grads[0].view(-1, grads[0].shape[-1]), parts[0][0], (small_h, small_w),
-                            chunk, cols)
+            _wrapped_im2col(flat, parts[0][0], (small_h, small_w), chunk, cols)
         start = 0
         for (source, unpadded), width in zip(sources, widths):
             _im2col(source, unpadded, chunk, small_w, buffers, out=cols[:, start:start + width])
@@ -676,11 +674,13 @@ def shifted_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     return out[:, :small[0], :small[1]]
 
 
-def wraps(win: Window, size: tuple[int, int]) -> bool:
-    """Whether :func:`wrapped_conv` applies to an input of ``size`` (height, width): stride
-    1, an output of the input's size (padding ``(span - 1) / 2`` on each axis), and a
-    kernel no larger than the image."""
-    return win.stride == (1, 1) and all(
+def wraps(win: Window, x: Tensor, small: tuple[int, int]) -> bool:
+    """Whether the windows of ``win`` over channels-last ``x`` can be read from ``x`` itself,
+    unpadded (:func:`wrapped_conv`, :func:`_wrapped_im2col`): ``x`` contiguous, stride 1,
+    a "same" window (padding ``(span - 1) / 2`` on each axis, no larger than the image) and
+    ``small``, the other image's size, equal to ``x``'s."""
+    size = (x.shape[1], x.shape[2])
+    return x.is_contiguous() and win.stride == (1, 1) and tuple(small) == size and all(
         win.span(axis) == 2 * win.padding[axis] + 1 and win.span(axis) <= size[axis]
         for axis in (0, 1))
 
@@ -688,6 +688,12 @@ def wraps(win: Window, size: tuple[int, int]) -> bool:
 def _tap_shift(win: Window, i: int, j: int) -> tuple[int, int]:
     """Row and column offsets ``(i * dh - ph, j * dw - pw)`` of tap ``(i, j)``."""
     return i * win.dilation[0] - win.padding[0], j * win.dilation[1] - win.padding[1]
+
+
+def _wrapped_offsets(win: Window, width: int) -> list[int]:
+    """Flat offsets of the kernel taps around a pixel of an unpadded image ``width`` wide:
+    those of :func:`_offsets`, less the padding's."""
+    return [offset - win.padding[0] * width - win.padding[1] for offset in _offsets(win, width)]
 
 
 def _outside(shift: int, size: int) -> range:
@@ -711,7 +717,8 @@ def wrapped_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window) -> T
 
     The result equals the padded convolution up to float rounding (the wrong
     contribution is added then subtracted); a non-finite input value can also turn the
-    pixels across the image edge from it into NaN. ``win`` must satisfy :func:`wraps`.
+    pixels across the image edge from it into NaN. ``win`` and ``x`` must satisfy
+    :func:`wraps`.
     Returns the channels-last output ``(N, H, W, O)``.
     """
     batch, height, width, channels = x.shape
@@ -721,23 +728,21 @@ def wrapped_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window) -> T
     flat, out = x.view(pixels, channels), x.new_empty(batch, height, width, out_channels)
     flat_out = out.view(pixels, out_channels)
     shifts = [_tap_shift(win, i, j) for i in range(win.kernel[0]) for j in range(win.kernel[1])]
-    offsets = [dr * width + dc for dr, dc in shifts]
-    # the tap that reads the pixel itself (odd kernels) covers every output: it comes first
-    order = sorted(range(win.taps), key=lambda t: offsets[t] != 0)
-    if offsets[order[0]] != 0:
-        if bias is None:
-            out.zero_()
-        else:
-            out.copy_(bias.expand(out.shape))
-    for t in order:
-        lo, hi = max(0, -offsets[t]), min(pixels, pixels - offsets[t])
-        source = flat[lo + offsets[t]:hi + offsets[t]]
-        if offsets[t] != 0 or t != order[0]:
-            flat_out[lo:hi].addmm_(source, taps[t])
-        elif bias is None:
-            torch.mm(source, taps[t], out=flat_out)
-        else:
-            torch.addmm(bias, source, taps[t], out=flat_out)
+    offsets = _wrapped_offsets(win, width)
+    # the tap that reads the pixel itself (odd kernels) writes every output first
+    centre = offsets.index(0) if 0 in offsets else None
+    if centre is not None and bias is None:
+        torch.mm(flat, taps[centre], out=flat_out)
+    elif centre is not None:
+        torch.addmm(bias, flat, taps[centre], out=flat_out)
+    elif bias is None:
+        out.zero_()
+    else:
+        out.copy_(bias.expand(out.shape))
+    for t, offset in enumerate(offsets):
+        if t != centre:
+            lo, hi = max(0, -offset), min(pixels, pixels - offset)
+            flat_out[lo:hi].addmm_(flat[lo + offset:hi + offset], taps[t])
     for t, ((dr, dc), offset) in enumerate(zip(shifts, offsets)):
         for c in _outside(dc, width):  # a column band: every row of every image
             first = max(0, -((c + offset) // width))  # first image row whose read is in x
@@ -765,7 +770,7 @@ def _wrapped_im2col(flat: Tensor, win: Window, size: tuple[int, int], chunk: _Ch
                     out: Tensor) -> Tensor:
     """Columns ``(pixels of the chunk, kh * kw * C)`` of a chunk of an unpadded image batch.
 
-    The windows of a "same" stride-1 convolution (:func:`wraps`) over ``flat``
+    The windows of a "same" stride-1 convolution (see :func:`wraps`) over ``flat``
     (``(pixels, C)``, images of ``size``), without a padded copy: one strided copy reads
     every tap as a shifted row of ``flat`` (as :func:`wrapped_conv` does), then the entries
     that wrapped onto a neighbouring row or image, which padding would have made zero, are
@@ -777,8 +782,7 @@ def _wrapped_im2col(flat: Tensor, win: Window, size: tuple[int, int], chunk: _Ch
     pixels, channels = flat.shape
     kh, kw = win.kernel
     v0, v1 = (chunk.n0 * height + chunk.r0) * width, ((chunk.n1 - 1) * height + chunk.r1) * width
-    offsets = [dr * width + dc for dr, dc in
-               (_tap_shift(win, i, j) for i in range(kh) for j in range(kw))]
+    offsets = _wrapped_offsets(win, width)
     cols = out.view(v1 - v0, kh, kw, channels)
     a, b = max(v0, -offsets[0]), min(v1, pixels - offsets[-1])
     if a < b:

@@ -196,7 +196,7 @@ def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
         return F.col2im_conv(x, _transposed_form(weight), bias, flipped, small)
     if in_channels < SHIFTED_MIN_CHANNELS and F.folds_exactly(win, x.shape[1:3], small):
         return F.unfold_conv(x, weight, bias, win, small)
-    if small == (x.shape[1], x.shape[2]) and F.wraps(win, small):
+    if F.wraps(win, x, small):
         return F.wrapped_conv(x, F.conv_matrix(weight), bias, win)
     if win.stride == (1, 1):
         return F.shifted_conv(x, F.conv_matrix(weight), bias, win, small)
