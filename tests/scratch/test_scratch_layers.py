@@ -133,6 +133,28 @@ def test_sigmoid_and_tanh_are_stable_for_large_inputs():
         assert torch.isfinite(grad).all()
 
 
+_FIRST_CALL = """
+import torch
+from denoise import scratch
+x = torch.randn(1, 3, 32, 32)
+y = scratch.Sigmoid().forward(x)  # the first exp of the process (the course check's order)
+reference = torch.sigmoid(x.double())
+print(((y.double() - reference).abs() / reference).max().item())
+"""
+
+
+def test_sigmoid_is_accurate_on_the_first_call_of_a_fresh_process():
+    # Without the exp warm-up in denoise.scratch.activations, about one fresh process in
+    # ten got relative errors near 1e-4 here (the EE-559 harness's allclose then fails).
+    import subprocess
+    import sys
+
+    errors = [float(subprocess.run([sys.executable, "-c", _FIRST_CALL], capture_output=True, text=True,
+                                   check=True, timeout=120).stdout)
+              for _ in range(12)]
+    assert max(errors) < 1e-6, errors
+
+
 def test_losses_match_torch():
     generator = torch.Generator().manual_seed(3)
     prediction = torch.randn(2, 3, 4, 5, dtype=F64, generator=generator)
