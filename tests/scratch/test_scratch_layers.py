@@ -9,6 +9,9 @@ initialisation, chunked execution, and property tests on small random shapes.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -146,9 +149,6 @@ print(((y.double() - reference).abs() / reference).max().item())
 def test_sigmoid_is_accurate_on_the_first_call_of_a_fresh_process():
     # Without the exp warm-up in denoise.scratch.activations, about one fresh process in
     # ten got relative errors near 1e-4 here (the EE-559 harness's allclose then fails).
-    import subprocess
-    import sys
-
     errors = [float(subprocess.run([sys.executable, "-c", _FIRST_CALL], capture_output=True, text=True,
                                    check=True, timeout=120).stdout)
               for _ in range(12)]
@@ -291,8 +291,8 @@ def test_fold_of_im2col_is_its_adjoint():
     large = _input((2, 7, 6, 3), seed=1)
     small = win.output_size(7, 6)
     chunk = F._Chunk(0, 2, 0, small[0])
-    source, unpadded = F._prepadded(large, win, small)
-    cols = F._im2col(source, unpadded, chunk, small[1], F._Buffers())
+    cols = torch.empty(2 * small[0] * small[1], win.taps * 3, dtype=F64)
+    F._column_writer(large, win, small)(chunk, cols)
     v = _input(tuple(cols.shape), seed=2)
     back = torch.zeros_like(large)
     F._col2im(v, win, chunk, back, small[1], True, F._Buffers())
@@ -341,7 +341,8 @@ def test_shifted_products_for_part_of_the_outputs(padding):
 WRAPPED = [  # (N, H, W, C), kernel, dilation: "same" windows, down to one-row images
     ((2, 7, 9, 5), (3, 3), (1, 1)), ((3, 5, 6, 3), (5, 5), (1, 1)), ((1, 3, 3, 2), (3, 3), (1, 1)),
     ((2, 6, 6, 4), (3, 3), (2, 2)), ((3, 1, 5, 3), (1, 5), (1, 1)), ((2, 9, 6, 3), (5, 3), (2, 1)),
-    ((2, 5, 7, 4), (3, 1), (1, 1)), ((2, 4, 8, 3), (1, 3), (1, 3)), ((2, 4, 4, 2), (1, 1), (1, 1))]
+    ((2, 5, 7, 4), (3, 1), (1, 1)), ((2, 4, 8, 3), (1, 3), (1, 3)), ((2, 4, 4, 2), (1, 1), (1, 1)),
+    ((2, 5, 8, 3), (2, 4), (2, 2))]  # even kernels: no tap reads the pixel itself
 
 
 def _same(kernel, dilation):
@@ -368,7 +369,8 @@ def test_wrapped_products_equal_a_padded_convolution(shape, kernel, dilation, bi
 @pytest.mark.parametrize("shape,kernel,dilation", WRAPPED)
 def test_wrapped_columns_equal_unfold_in_every_chunk(shape, kernel, dilation):
     """The columns built without padding equal ``unfold``'s, exactly, for the whole batch,
-    for each image and for row blocks of one image (every entry is written)."""
+    for each image and for row blocks of one image (every entry is written), also as a
+    block of columns of a wider matrix (the entries beside it are left alone)."""
     batch, height, width, channels = shape
     win = _same(kernel, dilation)
     x = _input(shape, seed=4)
@@ -381,9 +383,11 @@ def test_wrapped_columns_equal_unfold_in_every_chunk(shape, kernel, dilation):
     for chunk in chunks:
         start = (chunk.n0 * height + chunk.r0) * width
         count = chunk.images * chunk.rows * width
-        out = torch.full((count, win.taps * channels), float("nan"), dtype=F64)
-        F._wrapped_im2col(x.view(-1, channels), win, (height, width), chunk, out)
-        assert torch.equal(out, reference[start:start + count])
+        wide = torch.full((count, win.taps * channels + 5), float("nan"), dtype=F64)
+        for out in (wide[:, :win.taps * channels].contiguous(), wide[:, 2:-3]):
+            F._wrapped_im2col(x.view(-1, channels), win, (height, width), chunk, out)
+            assert torch.equal(out, reference[start:start + count])
+        assert wide[:, :2].isnan().all() and wide[:, -3:].isnan().all()
 
 
 def test_same_convolutions_need_no_padded_copy(monkeypatch):
@@ -396,6 +400,8 @@ def test_same_convolutions_need_no_padded_copy(monkeypatch):
     check_against_torch(scratch.Conv2d(20, 18, 3, padding=1).double(), _input((2, 20, 7, 9)))
     check_against_torch(scratch.Conv2d(16, 16, (5, 3), padding=(4, 1), dilation=(2, 1)).double(),
                         _input((2, 16, 9, 6)))
+    # an even kernel, dilated: no tap reads the pixel itself
+    check_against_torch(scratch.Conv2d(16, 16, 2, padding=1, dilation=2).double(), _input((2, 16, 6, 5)))
     # more outputs than inputs: the backward takes columns of the input instead
     check_against_torch(scratch.Conv2d(16, 24, 3, padding=1).double(), _input((2, 16, 5, 7)))
 

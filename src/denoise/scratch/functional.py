@@ -50,6 +50,7 @@ instead of keeping them, as PyTorch's own convolution does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch.nn.functional import fold, unfold
@@ -320,12 +321,11 @@ def _prepadded(large: Tensor, win: Window, small: tuple[int, int]) -> tuple[Tens
     return _padded(large, win.padding[0], win.padding[1], height, width), unpadded
 
 
-def _im2col(source: Tensor, win: Window, chunk: _Chunk, small_w: int, buffers: _Buffers,
-            out: Tensor | None = None) -> Tensor:
-    """Column matrix ``(pixels, kh * kw * C)`` of one chunk of channels-last ``source``.
+def _im2col(source: Tensor, win: Window, chunk: _Chunk, small_w: int, out: Tensor) -> None:
+    """Column matrix ``(pixels, kh * kw * C)`` of one chunk of channels-last ``source``,
+    written into ``out`` (which may be a block of columns of a wider matrix).
 
-    ``win`` has no padding: ``source`` comes from :func:`_prepadded`. Written into
-    ``out`` (for instance a block of columns of a wider matrix) when given.
+    ``win`` has no padding: ``source`` comes from :func:`_prepadded`.
     """
     channels = source.shape[-1]
     (sh, sw), (dh, dw) = win.stride, win.dilation
@@ -335,11 +335,29 @@ def _im2col(source: Tensor, win: Window, chunk: _Chunk, small_w: int, buffers: _
         (chunk.images, chunk.rows, small_w, win.kernel[0], win.kernel[1], channels),
         (n_s, sh * h_s, sw * w_s, dh * h_s, dw * w_s, c_s),
         images.storage_offset())
-    if out is None:
-        out = buffers.get("cols", (chunk.images * chunk.rows * small_w, win.taps * channels),
-                          source)
     out.view(view.shape).copy_(view)
-    return out
+
+
+ColumnWriter = Callable[[_Chunk, Tensor], None]
+
+
+def _column_writer(large: Tensor, win: Window, small: tuple[int, int]) -> ColumnWriter:
+    """A function ``(chunk, out)`` writing the column matrix of one chunk of the windows of
+    ``win`` over channels-last ``large`` (``small`` windows) into ``out``.
+
+    A "same" window (:func:`wraps`) reads ``large`` itself (:func:`_wrapped_im2col`); any
+    other reads a copy padded once, here (:func:`_prepadded`, :func:`_im2col`).
+    """
+    if wraps(win, large, small):
+        flat = large.view(-1, large.shape[-1])
+        return lambda chunk, out: _wrapped_im2col(flat, win, small, chunk, out)
+    source, unpadded = _prepadded(large, win, small)
+    return lambda chunk, out: _im2col(source, unpadded, chunk, small[1], out)
+
+
+def _chunk_columns(buffers: _Buffers, chunk: _Chunk, small_w: int, width: int, like: Tensor) -> Tensor:
+    """The reused buffer for one chunk's column matrix ``(pixels of the chunk, width)``."""
+    return buffers.get("cols", (chunk.images * chunk.rows * small_w, width), like)
 
 
 def _col2im(cols: Tensor, win: Window, chunk: _Chunk, large: Tensor, small_w: int,
@@ -383,10 +401,11 @@ def im2col_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     batch = x.shape[0]
     out = torch.empty(batch, small[0], small[1], wmat.shape[1], dtype=x.dtype, device=x.device)
     plan, _ = _plan(batch, small, wmat.shape[0] * x.element_size(), x, out)
-    source, unpadded = _prepadded(x, win, small)
+    write_columns = _column_writer(x, win, small)
     buffers = _Buffers()
     for chunk in plan:
-        cols = _im2col(source, unpadded, chunk, small[1], buffers)
+        cols = _chunk_columns(buffers, chunk, small[1], wmat.shape[0], x)
+        write_columns(chunk, cols)
         if bias is None:
             torch.mm(cols, wmat, out=_rows(out, chunk))
         else:
@@ -460,15 +479,11 @@ def im2col_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     if input_grad:
         grad_x = torch.zeros_like(x) if split else torch.empty_like(x)
     wmat_t = _contiguous_t(wmat)
-    wrapped = wraps(win, x, small)  # then the columns need no padded copy
-    source, unpadded = (x.view(-1, x.shape[-1]), win) if wrapped else _prepadded(x, win, small)
+    write_columns = _column_writer(x, win, small)
     buffers = _Buffers()
     for chunk in plan:
-        if wrapped:
-            cols = buffers.get("cols", (chunk.images * chunk.rows * small[1], wmat.shape[0]), x)
-            _wrapped_im2col(source, win, small, chunk, cols)
-        else:
-            cols = _im2col(source, unpadded, chunk, small[1], buffers)
+        cols = _chunk_columns(buffers, chunk, small[1], wmat.shape[0], x)
+        write_columns(chunk, cols)
         rows = _rows(grad, chunk)
         grad_w.addmm_(rows.t(), cols)
         if grad_x is not None:
@@ -595,18 +610,13 @@ def col2im_conv_into_backward(x: Tensor, parts: list[tuple[Window, Tensor]], wma
     grads = [grad for _, grad in parts]
     plan, _ = _plan(batch, (small_h, small_w), sum(widths) * x.element_size(), x, *grads)
     wmat_t = _contiguous_t(wmat) if input_grad else None
-    # one part whose gradient's columns need no padded copy
-    wrapped = len(parts) == 1 and wraps(parts[0][0], grads[0], (small_h, small_w))
-    flat = grads[0].view(-1, grads[0].shape[-1]) if wrapped else None
-    sources = [] if wrapped else [_prepadded(grad, win, (small_h, small_w)) for win, grad in parts]
+    writers = [_column_writer(grad, win, (small_h, small_w)) for win, grad in parts]
     buffers = _Buffers()
     for chunk in plan:
-        cols = buffers.get("cols", (chunk.images * chunk.rows * small_w, sum(widths)), x)
-        if wrapped:
-            _wrapped_im2col(flat, parts[0][0], (small_h, small_w), chunk, cols)
+        cols = _chunk_columns(buffers, chunk, small_w, sum(widths), x)
         start = 0
-        for (source, unpadded), width in zip(sources, widths):
-            _im2col(source, unpadded, chunk, small_w, buffers, out=cols[:, start:start + width])
+        for write_columns, width in zip(writers, widths):
+            write_columns(chunk, cols[:, start:start + width])
             start += width
         rows = _rows(x, chunk)
         grad_w.addmm_(rows.t(), cols)
@@ -767,8 +777,9 @@ def wrapped_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window) -> T
 
 
 def _wrapped_im2col(flat: Tensor, win: Window, size: tuple[int, int], chunk: _Chunk,
-                    out: Tensor) -> Tensor:
-    """Columns ``(pixels of the chunk, kh * kw * C)`` of a chunk of an unpadded image batch.
+                    out: Tensor) -> None:
+    """Columns ``(pixels of the chunk, kh * kw * C)`` of a chunk of an unpadded image batch,
+    written into ``out`` (which may be a block of columns of a wider matrix).
 
     The windows of a "same" stride-1 convolution (see :func:`wraps`) over ``flat``
     (``(pixels, C)``, images of ``size``), without a padded copy: one strided copy reads
@@ -783,14 +794,14 @@ def _wrapped_im2col(flat: Tensor, win: Window, size: tuple[int, int], chunk: _Ch
     kh, kw = win.kernel
     v0, v1 = (chunk.n0 * height + chunk.r0) * width, ((chunk.n1 - 1) * height + chunk.r1) * width
     offsets = _wrapped_offsets(win, width)
-    cols = out.view(v1 - v0, kh, kw, channels)
+    cols = out.unflatten(1, (kh, kw, channels))
     a, b = max(v0, -offsets[0]), min(v1, pixels - offsets[-1])
     if a < b:
         cols[a - v0:b - v0].copy_(flat.as_strided(
             (b - a, kh, kw, channels),
             (channels, win.dilation[0] * width * channels, win.dilation[1] * channels, 1),
             flat.storage_offset() + (a + offsets[0]) * channels))
-    taps = out.view(v1 - v0, kh * kw, channels)
+    taps = out.unflatten(1, (kh * kw, channels))
     for lo, hi in ((v0, min(a, v1)), (max(b, v0), v1)):  # near the ends: tap by tap
         for t, offset in enumerate(offsets):
             first, last = max(lo, -offset), min(hi, pixels - offset)
@@ -800,12 +811,11 @@ def _wrapped_im2col(flat: Tensor, win: Window, size: tuple[int, int], chunk: _Ch
         for c in _outside(_tap_shift(win, 0, j)[1], width):
             start = (c - v0) % width
             cols[start::width, :, j].zero_()
-    images = cols.view(chunk.images, chunk.rows, width, kh, kw, channels)
+    images = cols.unflatten(0, (chunk.images, chunk.rows, width))
     for i in range(kh):
         for r in _outside(_tap_shift(win, i, 0)[0], height):
             if chunk.r0 <= r < chunk.r1:
                 images[:, r - chunk.r0, :, i].zero_()
-    return out
 
 
 @dataclass(frozen=True)
