@@ -22,10 +22,17 @@ import sys
 
 import torch
 
-from denoise.bench import (BenchReport, SetResult, add_noise, bench, load_test_set, run_model,
-                           score_image)
+from denoise.evaluation.bench import (
+    BenchReport,
+    SetResult,
+    add_noise,
+    bench,
+    load_test_set,
+    run_model,
+    score_image,
+)
 from denoise.models import create_model
-from denoise.report import write_text
+from denoise.utils import write_text
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,7 +73,8 @@ def per_channel_results(sets, sigmas, *, seed: int, max_images: int | None) -> l
         for sigma in sigmas:
             result = SetResult(label, sigma, "dct per channel")
             for i, (name, clean) in enumerate(images):
-                out, seconds = run_model(model, add_noise(clean, sigma, seed, i), sigma)
+                noisy, level = add_noise(clean, sigma, seed, i)
+                out, seconds = run_model(model, noisy, level)
                 result.images.append(score_image(name, out, clean, seconds))
             results.append(result)
     return results

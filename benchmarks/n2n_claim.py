@@ -42,15 +42,17 @@ from typing import Callable
 
 import torch
 
-from denoise.bench import PUBLISHED, load_test_set
-from denoise.data import load_folder
-from denoise.datasets import data_root, repo_root
 from denoise.errors import DenoiseError, InputError
+from denoise.evaluation.bench import PUBLISHED, load_test_set
+from denoise.evaluation.report import markdown_table
+from denoise.evaluation.testsets import data_root, repo_root
 from denoise.metrics import psnr
 from denoise.noise import parse_noise
-from denoise.report import markdown_table, output_file, write_json, write_text
-from denoise.train import (CHECKPOINT, LOG, TrainConfig, Trainer, build_model, folder_data,
-                           hardware_description, read_log)
+from denoise.training.data import load_folder
+from denoise.training.runlog import CHECKPOINT, LOG
+from denoise.training import TrainConfig, Trainer, build_model, hardware_description, read_log
+from denoise.training.trainer import folder_data
+from denoise.utils import output_file, write_json, write_text
 
 #: The corruption of each noise family (spec strings of :func:`denoise.noise.parse_noise`).
 #: Text sizes are fixed in pixels so that training crops and test images carry the same text.

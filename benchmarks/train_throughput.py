@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from denoise.losses import l2_loss
 from denoise.models.unet import N2NUNet
+from denoise.training.losses import l2_loss
 
 VARIANTS = ("float32", "bfloat16", "channels_last", "compile")
 
@@ -66,8 +66,8 @@ def images_per_second(variant: str, *, channels: int, crop: int, batch: int, sec
 def psnr_after_steps(variant: str, steps: int, *, channels: int, crop: int, batch: int) -> float:
     """Validation PSNR (held-out Train400/CBSD432 images, sigma 25) after ``steps`` equal
     training steps of one variant (same seed, same batches)."""
-    from denoise.datasets import data_root
-    from denoise.train import TrainConfig, Trainer
+    from denoise.evaluation.testsets import data_root
+    from denoise.training.trainer import TrainConfig, Trainer
 
     root = data_root()
     if root is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from denoise import datasets
+from denoise.evaluation import testsets as datasets
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import denoise
-from denoise import api
+from denoise import inference as api
 from denoise.errors import InputError, ModelError
 from denoise.models import create_model, get_entry
+from denoise.models.base import Restorer
 from denoise.models.registry import ModelEntry
 
 
@@ -27,7 +28,7 @@ def test_named_model_clamped(noisy):
 
 
 def test_module_is_used_as_given(noisy):
-    class Half(torch.nn.Module):
+    class Half(Restorer):
         receptive_field = 0
 
         def forward(self, x, sigma=None):

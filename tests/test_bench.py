@@ -10,10 +10,18 @@ import pytest
 import torch
 from PIL import Image
 
-from denoise import bench as bench_module
-from denoise.bench import NOISY, PUBLISHED, add_noise, bench, supports_channels
+from denoise import inference
 from denoise.cli import main
-from denoise.datasets import data_root
+from denoise.evaluation import bench as bench_module
+from denoise.evaluation.bench import (
+    NOISY,
+    PUBLISHED,
+    add_noise,
+    bench,
+    supports_channels,
+)
+from denoise.evaluation.testsets import data_root
+from denoise.models.base import Restorer
 
 
 def make_set(folder, n: int = 3, size: int = 40, gray: bool = False):
@@ -36,11 +44,12 @@ def by_key(report):
 
 def test_add_noise_is_seeded_unclipped_and_shared_across_sigmas():
     x = torch.full((1, 3, 32, 32), 0.95)
-    a = add_noise(x, 25, seed=0, index=2)
-    assert torch.equal(a, add_noise(x, 25, seed=0, index=2))
-    assert not torch.equal(a, add_noise(x, 25, seed=0, index=3))
+    a, level = add_noise(x, 25, seed=0, index=2)
+    torch.testing.assert_close(level, torch.tensor([25 / 255]))  # the level, 0-1 scale
+    assert torch.equal(a, add_noise(x, 25, seed=0, index=2)[0])
+    assert not torch.equal(a, add_noise(x, 25, seed=0, index=3)[0])
     assert a.max() > 1  # not clipped
-    doubled = add_noise(x, 50, seed=0, index=2)
+    doubled = add_noise(x, 50, seed=0, index=2)[0]
     torch.testing.assert_close(doubled - x, 2 * (a - x))  # the same normal draw, scaled
     assert abs(float((a - x).std()) - 25 / 255) < 0.1 * 25 / 255
 
@@ -66,16 +75,17 @@ def test_outputs_are_clipped_but_not_quantised(tmp_path, monkeypatch):
     """A model returning its input scores as the clipped noisy image, not a rounded one."""
     folder = make_set(tmp_path / "mine", n=1)
 
-    def identity(name, channels):
-        return lambda x, sigma: x
+    class Identity(Restorer):
+        def forward(self, x, sigma=None):
+            return x
 
-    monkeypatch.setattr(bench_module, "get_model", identity)
+    monkeypatch.setattr(inference, "_cached", lambda name, device: Identity())
     found = by_key(bench([str(folder)], [50], ["dct"], progress=False))
-    from denoise.datasets import load_set
+    from denoise.evaluation.testsets import load_set
     from denoise.metrics import psnr
 
     clean = load_set(folder)[0][1]
-    noisy = add_noise(clean, 50, 0, 0)
+    noisy = add_noise(clean, 50, 0, 0)[0]
     assert found[("mine", 50, "dct")].psnr == pytest.approx(float(psnr(noisy.clamp(0, 1), clean)[0]))
     assert found[("mine", 50, "dct")].psnr > found[("mine", 50, NOISY)].psnr
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from denoise.losses import LOSSES
 from denoise.noise import Impulse, Text, parse_noise
+from denoise.training.losses import LOSSES
 
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "n2n_claim.py"
 

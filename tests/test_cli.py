@@ -19,7 +19,6 @@ from denoise.cli import main
 from denoise.io import read_image, write_image
 from denoise.metrics import psnr
 
-
 # ----------------------------------------------------------------------------- helpers
 
 def smooth_image(h: int = 40, w: int = 48, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -374,7 +373,7 @@ def test_interrupt_leaves_nothing(capsys, photo, out, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("denoise.cli.denoise_tensor", interrupted)
+    monkeypatch.setattr("denoise.inference.restore", interrupted)
     code, _, err = run(capsys, "run", photo, "-o", out, "-m", "dct")
     assert code == 130 and "interrupted" in err and "Traceback" not in err
     assert list(out.iterdir()) == []

@@ -4,11 +4,20 @@ import pickle
 import pytest
 import torch
 
-from denoise.data import (Batch, CleanFolderData, PairData, load_folder, load_pairs, load_pkl_pairs,
-                          pair_paths, random_patches, split_holdout)
 from denoise.errors import ImageReadError, InputError
 from denoise.io import write_image
 from denoise.noise import Bernoulli, parse_noise
+from denoise.training.data import (
+    Batch,
+    CleanFolderData,
+    PairData,
+    load_folder,
+    load_pairs,
+    load_pkl_pairs,
+    pair_paths,
+    random_patches,
+    split_holdout,
+)
 
 
 def _write(folder, name, h=20, w=24, c=1, seed=0):

@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from denoise import train as T
 from denoise.io import write_image
-from denoise.train import TrainConfig, Trainer, read_log
+from denoise.training import TrainConfig, Trainer, read_log
+from denoise.training import trainer as T
 
 
 def _images(folder):
@@ -46,7 +46,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps(options))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "denoise.train_cli", "train", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "ddp")]
+           "-m", "denoise", "train", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "ddp")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

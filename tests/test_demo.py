@@ -9,9 +9,14 @@ import torch
 from PIL import Image
 
 from denoise.cli import main
-from denoise.demo import DEMO_IMAGES, load_demo_image, run_demo
-from denoise.report import Panel, comparison_sheet, detail_crop, markdown_table, write_json
-
+from denoise.evaluation.demo import DEMO_IMAGES, load_demo_image, run_demo
+from denoise.evaluation.report import (
+    Panel,
+    comparison_sheet,
+    detail_crop,
+    markdown_table,
+)
+from denoise.utils import write_json
 
 # ----------------------------------------------------------------------------- the demo
 

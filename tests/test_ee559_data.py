@@ -49,7 +49,7 @@ def test_noisy_validation_psnr_is_the_course_figure(small):
 def test_training_views_carry_the_same_noise_level(small):
     # Two independent views differ by noise of variance 2 sigma^2: 3 dB below one view.
     pair_psnr = D.course_psnr(small.train_input, small.train_target)
-    expected = 20 * torch.log10(torch.tensor(255 / (2 ** 0.5 * small.sigma))).item()
+    expected = 20 * torch.log10(torch.tensor(1 / (2 ** 0.5 * small.sigma))).item()  # 0-1 scale
     assert abs(pair_psnr - expected) < 0.5
     assert not torch.equal(small.train_input, small.train_target)
 
@@ -91,7 +91,7 @@ def test_files_load_with_plain_torch_load_and_are_reproducible(small, tmp_path):
     val_input, val_target = D.load_course_pair(tmp_path / "a" / D.VAL_FILE)
     assert torch.equal(val_input, small.val_input) and torch.equal(val_target, small.val_target)
     recipe = json.loads((tmp_path / "a" / D.RECIPE_FILE).read_text())
-    assert recipe["seed"] == 3 and abs(recipe["sigma_255"] - small.sigma) < 1e-3
+    assert recipe["seed"] == 3 and abs(recipe["sigma_255"] - 255 * small.sigma) < 1e-3  # file: 0-255
     with pytest.raises(ImageWriteError, match="--force"):
         D.write_ee559_data(tmp_path / "a", small)
 
@@ -100,7 +100,11 @@ def test_cli_writes_and_refuses_to_overwrite(photos, tmp_path, capsys):
     args = ["data", "ee559", "--source", str(photos), "--out", str(tmp_path / "d"),
             "--n-train", "20", "--n-val", "10"]
     assert main(args) == 0
-    assert "noisy validation PSNR" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "noisy validation PSNR" in out
+    recipe = json.loads((tmp_path / "d" / D.RECIPE_FILE).read_text())
+    printed = float(out.split("noise sigma ")[1].split("/255")[0])  # 0-255 at the command line
+    assert abs(printed - recipe["sigma_255"]) < 0.006
     assert (tmp_path / "d" / D.TRAIN_FILE).is_file() and (tmp_path / "d" / D.VAL_FILE).is_file()
     assert main(args) == 2
     assert "--force" in capsys.readouterr().err
@@ -134,3 +138,12 @@ def test_bad_pair_files(tmp_path):
     (tmp_path / "y.pkl").write_bytes(b"not a pickle")
     with pytest.raises(DenoiseError):
         D.load_course_pair(tmp_path / "y.pkl")
+
+
+def test_noise_level_is_on_the_library_scale():
+    clean = torch.full((64, 3, 16, 16), 128, dtype=torch.uint8)
+    noisy = D.noisy_uint8(clean, 10 / 255, torch.Generator().manual_seed(0))
+    assert abs((noisy.float() - clean.float()).std().item() - 10) < 0.2
+    with pytest.raises(InputError, match="0-1 scale"):
+        D.noisy_uint8(clean, 10.0, torch.Generator().manual_seed(0))  # a 0-255 value
+    assert 0 < D.calibrate_sigma(clean[:8], 30.0, seed=0) < 1

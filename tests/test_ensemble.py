@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
-from denoise.api import denoise, resolve_model
-from denoise.bench import check_model, supports_channels
 from denoise.errors import ModelError
-from denoise.models.ensemble import SelfEnsemble, _forward, _inverse, split_name
+from denoise.inference import (
+    check_model,
+    denoise,
+    load,
+    parse_model_name,
+    supports_channels,
+)
+from denoise.models.base import Restorer
+from denoise.models.ensemble import SelfEnsemble
+from denoise.symmetries import inverse, transform
 
 
-class Ramp(nn.Module):
+class Ramp(Restorer):
     """Not equivariant: adds a horizontal ramp, so each symmetry adds it along another axis."""
 
     uses_sigma = True
@@ -24,10 +30,11 @@ class Ramp(nn.Module):
 @pytest.mark.parametrize("flip", [False, True])
 def test_transforms_are_inverted_exactly(k, flip):
     x = torch.rand(2, 3, 5, 7)
-    assert torch.equal(_inverse(_forward(x, k, flip), k, flip), x)
+    s = k + 4 * flip
+    assert torch.equal(inverse(transform(x, s), s), x)
 
 
-class Identity(nn.Module):
+class Identity(Restorer):
     def forward(self, x, sigma=None):
         return x
 
@@ -54,9 +61,11 @@ def test_equivariant_model_is_unchanged():
 
 
 def test_names():
-    assert split_name("n2n-unet-gray+x8") == ("n2n-unet-gray", True)
-    assert split_name("dct") == ("dct", False)
-    assert isinstance(resolve_model("dct+x8", 3), SelfEnsemble)
+    assert parse_model_name("n2n-unet-gray+x8") == parse_model_name("n2n-unet-gray+x8")
+    assert (parse_model_name("n2n-unet-gray+x8").base, parse_model_name("n2n-unet-gray+x8").ensemble) \
+        == ("n2n-unet-gray", True)
+    assert not parse_model_name("dct").ensemble and str(parse_model_name("dct+x8")) == "dct+x8"
+    assert isinstance(load("dct+x8", 3)[1], SelfEnsemble)
     assert supports_channels("n2n-unet-gray+x8", 1) and not supports_channels("n2n-unet-gray+x8", 3)
     check_model("default+x8")
     with pytest.raises(ModelError, match="'nope'"):

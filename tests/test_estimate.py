@@ -121,7 +121,7 @@ def _check_set(images: list, set_name: str, whole: bool = True) -> None:
 
 @pytest.mark.parametrize("set_name, step", [("Set12", 1), ("Kodak24", 6)])
 def test_close_to_the_truth_on_real_test_images(data_root, set_name, step):
-    from denoise.datasets import load_set
+    from denoise.evaluation.testsets import load_set
 
     _check_set(load_set(set_name)[::step], set_name, whole=step == 1)
 
@@ -129,6 +129,6 @@ def test_close_to_the_truth_on_real_test_images(data_root, set_name, step):
 @pytest.mark.slow
 @pytest.mark.parametrize("set_name", ["Kodak24", "BSD68", "CBSD68"])
 def test_close_to_the_truth_on_whole_test_sets(data_root, set_name):
-    from denoise.datasets import load_set
+    from denoise.evaluation.testsets import load_set
 
     _check_set(load_set(set_name), set_name)

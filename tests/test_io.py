@@ -405,7 +405,7 @@ def test_reads_real_images(data_root):
 # ----------------------------------------------------------------------------- datasets
 
 def test_data_root_follows_the_environment(tmp_path, monkeypatch):
-    from denoise import datasets
+    from denoise.evaluation import testsets as datasets
 
     monkeypatch.setenv(datasets.ENV_VAR, str(tmp_path))
     assert datasets.data_root() == tmp_path
@@ -418,13 +418,13 @@ def test_data_root_follows_the_environment(tmp_path, monkeypatch):
 
 
 def test_repo_root_is_this_checkout():
-    from denoise import datasets
+    from denoise.evaluation import testsets as datasets
 
     assert datasets.repo_root() == Path(__file__).resolve().parents[1]
 
 
 def test_load_set_from_a_folder(tmp_path, monkeypatch):
-    from denoise import datasets
+    from denoise.evaluation import testsets as datasets
 
     Image.fromarray(_random((8, 9, 3))).save(tmp_path / "b.png")
     Image.fromarray(_random((6, 5))).save(tmp_path / "a.png")

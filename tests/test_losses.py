@@ -5,7 +5,14 @@ import torch
 import torch.nn.functional as F
 
 from denoise.errors import InputError
-from denoise.losses import AnnealedL0Loss, get_loss, l1_loss, l2_loss, loss_for_noise, masked_l2_loss
+from denoise.training.losses import (
+    AnnealedL0Loss,
+    get_loss,
+    l1_loss,
+    l2_loss,
+    loss_for_noise,
+    masked_l2_loss,
+)
 
 
 def test_l2_and_l1_match_torch(generator):

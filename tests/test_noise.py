@@ -12,8 +12,17 @@ import torch
 
 from denoise import noise as nz
 from denoise.errors import InputError
-from denoise.noise import (Bernoulli, Gaussian, Impulse, Poisson, PoissonGaussian, SaltPepper, Text,
-                           parse_noise, sigma_of)
+from denoise.noise import (
+    Bernoulli,
+    Gaussian,
+    Impulse,
+    Poisson,
+    PoissonGaussian,
+    SaltPepper,
+    Text,
+    parse_noise,
+    sigma_of,
+)
 
 
 def _levels(n=4, c=3, h=128, w=128) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from denoise.bench import NOISY, bench
+from denoise.evaluation.bench import NOISY, bench
 from denoise.models.registry import create_model, get_entry
 
 pytestmark = pytest.mark.usefixtures("one_thread")

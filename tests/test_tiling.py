@@ -7,12 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from denoise.models.base import Restorer
+
 from denoise.errors import InputError, ModelError
 from denoise.models.dct import DCTDenoiser
 from denoise.tiling import axis_spans, tiled
 
 
-class SmallConvNet(nn.Module):
+class SmallConvNet(Restorer):
     """Three zero-padded convs (3x3, 5x5, 3x3): an output pixel sees a radius of 1 + 2 + 1."""
 
     receptive_field = 4
@@ -86,24 +88,25 @@ def test_blending_ramps_are_linear_and_complementary():
     torch.testing.assert_close(left.weight[-4:] + right.weight[:4], torch.ones(4, dtype=torch.float64))
 
 
-def test_sigma_none_is_estimated_once_for_all_tiles(generator):
-    from denoise.estimate import estimate_sigma
+def test_sigma_is_passed_to_every_tile_as_given(generator):
+    """Choosing sigma is the caller's job (denoise.inference): the tiler passes it through."""
+    seen = []
 
-    clean = torch.linspace(0.2, 0.8, 120).repeat(1, 1, 100, 1)
-    x = clean + 0.1 * torch.randn(clean.shape, generator=generator)
-    model = DCTDenoiser()
-    estimates = [estimate_sigma(x[:, :, r0:r0 + 48, c0:c0 + 48]) for r0 in (0, 26, 52)
-                 for c0 in (0, 24, 48, 72)]
-    sigma = torch.stack(estimates).median(dim=0).values
-    assert abs(float(sigma) - 0.1) < 0.01
-    torch.testing.assert_close(tiled(model, x, tile=48), tiled(model, x, sigma, tile=48))
-    # One tile: the model's own estimate on the whole image.
-    torch.testing.assert_close(tiled(model, x, tile=512), model(x, estimate_sigma(x)))
+    class Spy(Restorer):
+        uses_sigma = True
+
+        def forward(self, x, sigma=None):
+            seen.append(sigma)
+            return x
+
+    tiled(Spy(), torch.rand(1, 1, 50, 50), 0.1, tile=16)
+    assert len(seen) > 1 and all(s == 0.1 for s in seen)
 
 
-def test_tile_too_small_for_the_overlap():
-    with pytest.raises(InputError, match="tile"):
-        tiled(DCTDenoiser(), torch.rand(1, 1, 64, 64), 0.1, tile=20)
+def test_any_tile_size_works_with_any_receptive_field():
+    """``tile`` is the region each tile contributes; the margin comes on top of it."""
+    x = torch.rand(1, 1, 64, 64)
+    torch.testing.assert_close(tiled(DCTDenoiser(), x, 0.1, tile=3), DCTDenoiser()(x, 0.1), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("tile", [0, -5, 2.5, "big", True])
@@ -112,19 +115,19 @@ def test_bad_tile(tile):
         tiled(DCTDenoiser(), torch.rand(1, 1, 16, 16), 0.1, tile=tile)
 
 
-def test_model_without_receptive_field_needs_an_overlap():
+def test_model_without_the_contract_needs_an_overlap_and_scale():
     class Plain(nn.Module):
         def forward(self, x, sigma=None):
             return 1 - x
 
     x = torch.rand(1, 1, 16, 16)
-    with pytest.raises(ModelError, match="overlap"):
+    with pytest.raises(ModelError, match="Restorer"):
         tiled(Plain(), x, tile=8)
-    torch.testing.assert_close(tiled(Plain(), x, tile=8, overlap=1, blend=1), 1 - x)
+    torch.testing.assert_close(tiled(Plain(), x, tile=8, overlap=1, blend=1, scale=1), 1 - x)
 
 
 def test_output_of_another_shape_is_reported():
-    class Shrink(nn.Module):
+    class Shrink(Restorer):
         receptive_field = 0
 
         def forward(self, x, sigma=None):

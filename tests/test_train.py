@@ -7,13 +7,20 @@ import signal
 import pytest
 import torch
 
-from denoise import train as T
-from denoise.data import random_patches
-from denoise.errors import InputError
+from denoise.cli.main import main
+from denoise.errors import InputError, TrainingError
 from denoise.io import write_image
 from denoise.models import create_model
-from denoise.train import TrainConfig, Trainer, TrainingError, export_weights, learning_rate, read_log
-from denoise.train_cli import main
+from denoise.training import (
+    TrainConfig,
+    Trainer,
+    export_weights,
+    learning_rate,
+    read_log,
+)
+from denoise.training import runlog as R
+from denoise.training import trainer as T
+from denoise.training.data import random_patches
 
 
 def _smooth(seed: int, c: int = 1, size: int = 24) -> torch.Tensor:
@@ -43,11 +50,11 @@ def _config(folder, out, **kw) -> TrainConfig:
 
 
 def _losses(run_dir):
-    return [r["loss"] for r in read_log(run_dir / T.LOG)]
+    return [r["loss"] for r in read_log(run_dir / R.LOG)]
 
 
 def _ckpt(run_dir):
-    return torch.load(run_dir / T.CHECKPOINT, map_location="cpu", weights_only=True)
+    return torch.load(run_dir / R.CHECKPOINT, map_location="cpu", weights_only=True)
 
 
 def test_run_writes_checkpoint_config_log_and_curves(folder, tmp_path):
@@ -57,18 +64,18 @@ def test_run_writes_checkpoint_config_log_and_curves(folder, tmp_path):
     assert result.step == 6 and result.val_psnr is not None
     ckpt = _ckpt(run)  # weights_only=True works
     assert ckpt["step"] == 6 and set(ckpt["rng"]) == {"data", "torch"}
-    assert json.loads((run / T.CONFIG).read_text()) == cfg.to_dict()
-    rows = read_log(run / T.LOG)
+    assert json.loads((run / R.CONFIG).read_text()) == cfg.to_dict()
+    rows = read_log(run / R.LOG)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in rows if r["val_psnr"] is not None] == [3, 6]
     assert all(r["images_per_s"] > 0 for r in rows)
-    assert (run / T.CURVES).read_bytes()[:4] == b"\x89PNG"
+    assert (run / R.CURVES).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_resume_gives_the_same_loss_curve_as_an_uninterrupted_run(folder, tmp_path):
     Trainer(_config(folder, tmp_path / "a")).fit()
     Trainer(_config(folder, tmp_path / "b", stop_at=3)).fit()
-    T.append_log(tmp_path / "b" / T.LOG, {"step": 4, "loss": 9.0, "lr": 0, "images_per_s": 1, "wall_s": 1,
+    R.append_log(tmp_path / "b" / R.LOG, {"step": 4, "loss": 9.0, "lr": 0, "images_per_s": 1, "wall_s": 1,
                                           "val_psnr": None})  # logged after the checkpoint, then killed
     Trainer(_config(folder, tmp_path / "b")).fit(resume=True)
     assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
@@ -79,7 +86,7 @@ def test_resume_gives_the_same_loss_curve_as_an_uninterrupted_run(folder, tmp_pa
 def test_resume_with_more_steps_extends_the_run(folder, tmp_path):
     Trainer(_config(folder, tmp_path / "r", steps=4)).fit()
     result = Trainer(_config(folder, tmp_path / "r", steps=6)).fit(resume=True)
-    assert result.step == 6 and [r["step"] for r in read_log(tmp_path / "r" / T.LOG)][-1] == 6
+    assert result.step == 6 and [r["step"] for r in read_log(tmp_path / "r" / R.LOG)][-1] == 6
 
 
 def test_rampdown_extension_is_exact_before_the_rampdown():
@@ -95,11 +102,11 @@ def test_rampdown_extension_is_exact_before_the_rampdown():
                                           ({"noise": "gaussian:10"}, "noise")])
 def test_resume_of_another_model_or_config_is_refused(folder, tmp_path, change, named):
     Trainer(_config(folder, tmp_path / "r", steps=2)).fit()
-    before = (tmp_path / "r" / T.CHECKPOINT).read_bytes()
+    before = (tmp_path / "r" / R.CHECKPOINT).read_bytes()
     cfg = _config(folder, tmp_path / "r", steps=4, **change)
     with pytest.raises(TrainingError, match=rf"cannot resume.*{named}: .*\(checkpoint\) vs"):
         Trainer(cfg).fit(resume=True)
-    assert (tmp_path / "r" / T.CHECKPOINT).read_bytes() == before
+    assert (tmp_path / "r" / R.CHECKPOINT).read_bytes() == before
 
 
 def test_new_run_in_a_used_folder_and_resume_without_checkpoint(folder, tmp_path):
@@ -127,7 +134,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(folder, tmp_path):
 
 def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(folder, tmp_path, monkeypatch):
     Trainer(_config(folder, tmp_path / "r", stop_at=3)).fit()
-    good = (tmp_path / "r" / T.CHECKPOINT).read_bytes()
+    good = (tmp_path / "r" / R.CHECKPOINT).read_bytes()
 
     def full_disk(obj, path):
         with open(path, "wb") as f:
@@ -137,7 +144,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(folder, tmp
     monkeypatch.setattr(T.torch, "save", full_disk)
     with pytest.raises(TrainingError, match=r"No space left on device.*previous checkpoint .* is intact"):
         Trainer(_config(folder, tmp_path / "r")).fit(resume=True)
-    assert (tmp_path / "r" / T.CHECKPOINT).read_bytes() == good
+    assert (tmp_path / "r" / R.CHECKPOINT).read_bytes() == good
     assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.name.startswith("."))  == []
 
 
@@ -213,7 +220,7 @@ def test_cli_config_file_flags_and_errors(folder, tmp_path, capsys):
                                "threads": 1, "plot": False}))
     out = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--steps", "2", "--out", str(out), "--no-progress"]) == 0
-    saved = json.loads((out / T.CONFIG).read_text())
+    saved = json.loads((out / R.CONFIG).read_text())
     assert saved["steps"] == 2 and saved["batch_size"] == 2 and saved["progress"] is False
     assert (out / "command.txt").read_text().startswith("denoise train ")
     (tmp_path / "empty").mkdir()
@@ -290,7 +297,7 @@ def test_clean_targets_use_plain_l2_against_the_clean_patch(folder, tmp_path, no
 
 
 def test_folder_data_on_loaded_images_matches_build_data(folder, tmp_path):
-    from denoise.data import load_folder
+    from denoise.training.data import load_folder
 
     cfg = _config(folder, tmp_path / "r", val_count=2)
     built = T.build_data(cfg)

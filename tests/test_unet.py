@@ -3,8 +3,12 @@ import pytest
 import torch
 
 from denoise.models import create_model, get_entry
-from denoise.models.unet import N2NUNet, SmallUNet, conv_receptive_radius, pad_to_multiple
-
+from denoise.models.unet import (
+    N2NUNet,
+    SmallUNet,
+    conv_receptive_radius,
+    pad_to_multiple,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

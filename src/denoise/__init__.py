@@ -12,7 +12,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import DenoiseError, ImageReadError, ImageWriteError, InputError, ModelError
+from .errors import (
+    DenoiseError,
+    ImageReadError,
+    ImageWriteError,
+    InputError,
+    ModelError,
+)
 from .models.registry import create_model, list_models, register_model
 
 load_model = create_model
@@ -29,14 +35,14 @@ def __getattr__(name):
     if name == "estimate_sigma":
         from .estimate import estimate_sigma
         return estimate_sigma
-    if name == "denoise":
-        from .api import denoise
-        return denoise
+    if name in ("denoise", "restore"):
+        from . import inference
+        return getattr(inference, name)
     raise AttributeError(f"module 'denoise' has no attribute {name!r}")
 
 
 __all__ = [
     "DenoiseError", "ImageReadError", "ImageWriteError", "InputError", "ModelError",
     "create_model", "list_models", "load_model", "register_model",
-    "read_image", "write_image", "psnr", "ssim", "residual_std", "estimate_sigma", "denoise",
+    "read_image", "write_image", "psnr", "ssim", "residual_std", "estimate_sigma", "denoise", "restore",
 ]

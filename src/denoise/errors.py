@@ -18,8 +18,12 @@ class ImageReadError(DenoiseError, OSError):
     """A file that is missing, unreadable, truncated or not an image."""
 
 
-class ImageWriteError(DenoiseError, OSError):
-    """An output that cannot be written (missing or read-only folder, existing file)."""
+class OutputError(DenoiseError, OSError):
+    """An output file that cannot be written (missing or read-only folder, existing file)."""
+
+
+class ImageWriteError(OutputError):
+    """An output image that cannot be written (missing or read-only folder, existing file)."""
 
 
 class ModelError(DenoiseError, KeyError):
@@ -31,3 +35,7 @@ class ModelError(DenoiseError, KeyError):
 
 class MissingDependencyError(DenoiseError, ImportError):
     """An optional package (bm3d, onnx) is needed but not installed."""
+
+
+class TrainingError(DenoiseError, RuntimeError):
+    """Training cannot go on (NaN loss, checkpoint not writable, refused resume)."""

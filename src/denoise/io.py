@@ -33,7 +33,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .errors import DenoiseError, ImageReadError, ImageWriteError, InputError, MissingDependencyError
+from .errors import (
+    DenoiseError,
+    ImageReadError,
+    ImageWriteError,
+    InputError,
+    MissingDependencyError,
+)
 from .utils import atomic_path, check_image
 
 __all__ = ["IMAGE_EXTENSIONS", "MIN_SIZE", "ImageInfo", "read_image", "write_image",
@@ -267,7 +273,7 @@ def write_image(path, x: torch.Tensor, info: ImageInfo | None = None, *, bit_dep
     alpha = _output_alpha(fmt, x, info)
     pixels = _to_array(x if alpha is None else torch.cat([x, alpha]), depth)
     try:
-        with atomic_path(path, overwrite=overwrite) as tmp:
+        with atomic_path(path, overwrite=overwrite, error=ImageWriteError) as tmp:
             _save(pixels, tmp, fmt, depth, quality)
     except DenoiseError:
         raise

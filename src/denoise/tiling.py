@@ -86,78 +86,70 @@ def _ramp(size: int, blend: int, rise: bool, fall: bool) -> torch.Tensor:
     return w
 
 
-def model_receptive_field(model: nn.Module) -> int:
-    """The model's ``receptive_field`` attribute, checked."""
-    rf = getattr(model, "receptive_field", None)
-    if not isinstance(rf, int) or rf < 0:
-        raise ModelError(f"{type(model).__name__} has no integer receptive_field; pass overlap=PIXELS")
-    return rf
-
-
 def tiled(model: nn.Module, x: torch.Tensor, sigma: float | torch.Tensor | None = None, *,
-          tile: int = 512, overlap: int | None = None, blend: int | None = None,
+          tile: int = 512, overlap: int | None = None, blend: int | None = None, scale: int | None = None,
           progress: bool = False) -> torch.Tensor:
     """Run ``model(x, sigma)`` tile by tile and blend the results.
 
     Args:
-        model: a denoiser ``forward(x, sigma=None)`` returning a tensor shaped like x.
+        model: a model with the contract of :class:`denoise.models.base.Restorer`.
         x: images (N, C, H, W).
-        sigma: noise level, passed to every tile. When None and the model uses it
-            (``model.uses_sigma``), it is estimated once per image, as the median of the
-            estimates on its tiles, so that all tiles are denoised with the same level
-            and memory stays bounded.
-        tile: side of the square input tiles in pixels (clipped to the image size).
+        sigma: noise level, passed to every tile as given (a noise map (N, C, H, W) is
+            cropped with the tile). Choosing or estimating it is the caller's job
+            (:func:`denoise.inference.restore` does it once per image).
+        tile: side of the region of the image each tile contributes (pixels); the model
+            sees that region plus ``overlap`` and ``blend`` pixels around it (clipped to
+            the image), so any tile size works with any receptive field.
         overlap: pixels cropped from each tile output on the sides inside the image;
             defaults to the model's ``receptive_field``, which makes the result equal to
             the untiled one for models whose receptive field is exact.
         blend: width of the linear cross-fade between neighbours; defaults to
             ``min(overlap, DEFAULT_BLEND)``.
+        scale: output pixels per input pixel along each side (default: the model's).
         progress: show a progress bar over the tiles.
 
     Returns:
-        The denoised images, a new tensor shaped like ``x``. Runs without autograd.
+        A new tensor (N, C, scale * H, scale * W). Runs without autograd.
     """
-    overlap = model_receptive_field(model) if overlap is None else overlap
+    from .models.base import contract
+
+    c = contract(model) if overlap is None or scale is None else None
+    overlap = c.receptive_field if overlap is None else overlap
+    scale = c.scale if scale is None else scale
     blend = min(overlap, DEFAULT_BLEND) if blend is None else blend
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1 or overlap < 0 or blend < 0:
         raise InputError(f"tile must be a positive integer and overlap, blend >= 0; "
                          f"got tile={tile!r}, overlap={overlap!r}, blend={blend!r}")
-    h, w = x.shape[-2:]
-    rows = axis_spans(h, tile, overlap, blend)
-    cols = axis_spans(w, tile, overlap, blend)
+    n, ch, h, w = x.shape
+    window = tile + 2 * overlap + blend
+    rows = axis_spans(h, window, overlap, blend)
+    cols = axis_spans(w, window, overlap, blend)
     with torch.inference_mode():
-        if sigma is None and getattr(model, "uses_sigma", False):
-            sigma = estimate_sigma_tiled(x, rows, cols)
-        out = torch.zeros_like(x)
+        out = x.new_zeros(n, ch, h * scale, w * scale)
         with _progress(len(rows) * len(cols), progress) as bar:
             for r in rows:
                 for c in cols:
-                    _add_tile(out, model, x, sigma, r, c)
+                    _add_tile(out, model, x, sigma, r, c, scale)
                     bar.update(1)
     return out
 
 
-def estimate_sigma_tiled(x: torch.Tensor, rows: list[Span], cols: list[Span]) -> torch.Tensor:
-    """The noise level of each image (N,): the median of its tiles' estimates."""
-    from .estimate import estimate_sigma
-
-    if len(rows) * len(cols) == 1:
-        return estimate_sigma(x)
-    estimates = [estimate_sigma(x[:, :, r.start:r.stop, c.start:c.stop]) for r in rows for c in cols]
-    return torch.stack(estimates).median(dim=0).values
-
-
-def _add_tile(out: torch.Tensor, model: nn.Module, x: torch.Tensor, sigma, r: Span, c: Span) -> None:
-    """Denoise one tile and add its kept part, weighted, into ``out``."""
+def _add_tile(out: torch.Tensor, model: nn.Module, x: torch.Tensor, sigma, r: Span, c: Span,
+              scale: int) -> None:
+    """Run the model on one tile and add its kept part, weighted, into ``out``."""
+    if isinstance(sigma, torch.Tensor) and sigma.dim() == 4:
+        sigma = sigma[:, :, r.start:r.stop, c.start:c.stop]
     result = model(x[:, :, r.start:r.stop, c.start:c.stop].contiguous(), sigma)
-    expected = (x.shape[0], x.shape[1], r.stop - r.start, c.stop - c.start)
+    expected = (x.shape[0], out.shape[1], scale * (r.stop - r.start), scale * (c.stop - c.start))
     if tuple(result.shape) != expected:
         raise ModelError(f"{type(model).__name__} returned shape {tuple(result.shape)} for a tile "
-                         f"of shape {expected}; tiling needs outputs shaped like inputs")
-    kept = result[:, :, r.keep_start - r.start:r.keep_stop - r.start,
-                  c.keep_start - c.start:c.keep_stop - c.start]
-    weight = torch.outer(r.weight, c.weight).to(out)
-    out[:, :, r.keep_start:r.keep_stop, c.keep_start:c.keep_stop] += kept * weight
+                         f"of shape {tuple(x.shape[:2])} x {r.stop - r.start} x {c.stop - c.start}; "
+                         f"expected {expected} (scale {scale})")
+    s = scale
+    kept = result[:, :, s * (r.keep_start - r.start):s * (r.keep_stop - r.start),
+                  s * (c.keep_start - c.start):s * (c.keep_stop - c.start)]
+    weight = torch.outer(r.weight.repeat_interleave(s), c.weight.repeat_interleave(s)).to(out)
+    out[:, :, s * r.keep_start:s * r.keep_stop, s * c.keep_start:s * c.keep_stop] += kept * weight
 
 
 def _progress(total: int, enabled: bool):

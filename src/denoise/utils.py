@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ImageWriteError, InputError
+from .errors import InputError, OutputError
 
 
 def check_image(x, name: str = "x") -> torch.Tensor:
@@ -54,22 +54,23 @@ def check_sigma(sigma, *, allow_none: bool = True, max_sigma: float = 1.0):
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, overwrite: bool = False):
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = False, error: type = OutputError):
     """Yield a temporary path in the destination folder; rename it onto ``path`` on success.
 
     Nothing is left behind on failure, and an existing file is replaced only when
-    ``overwrite`` is true.
+    ``overwrite`` is true. The file gets the permissions a plain ``open()`` would give.
+    Problems raise ``error`` (an :class:`OutputError` subclass).
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise ImageWriteError(f"output folder does not exist: {folder}")
+        raise error(f"output folder does not exist: {folder}")
     if path.exists() and not overwrite:
-        raise ImageWriteError(f"{path} exists; pass --force (overwrite=True) to replace it")
+        raise error(f"{path} exists; pass --force (overwrite=True) to replace it")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
     except OSError as exc:
-        raise ImageWriteError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+        raise error(f"cannot write to {folder}: {exc.strerror or exc}") from None
     os.close(fd)
     # mkstemp creates 0600 files; give the result the permissions a plain open() would.
     umask = os.umask(0)
@@ -82,3 +83,44 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def output_file(path: str | os.PathLike, *, overwrite: bool = True):
+    """:func:`atomic_path` for result files (replaced by default), with any OS error
+    turned into a one-line :class:`OutputError`."""
+    path = Path(path)
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            yield tmp
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+    """Write a UTF-8 text file atomically (replacing it by default); return the path."""
+    with output_file(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj, *, overwrite: bool = True, sort_keys: bool = False) -> Path:
+    """Write ``obj`` as strict JSON atomically (indent 2, trailing newline; NaN and
+    infinities become null)."""
+    import json
+
+    text = json.dumps(_finite(obj), indent=2, allow_nan=False, sort_keys=sort_keys)
+    return write_text(path, text + "\n", overwrite=overwrite)
+
+
+def _finite(value):
+    """``value`` with every non-finite float replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -3,7 +3,8 @@
 * :mod:`denoise.ee559.project1`: ``Model`` of mini-project 1 (a PyTorch U-Net);
 * :mod:`denoise.ee559.project2`: ``Model`` of mini-project 2 (the framework without
   autograd, :mod:`denoise.scratch`) and the course's names of its building blocks;
-* :mod:`denoise.ee559.course`: what both share (the course's tensors, the epoch loop);
+* :mod:`denoise.ee559.course`: what both share (the course's tensors, the epoch loop on
+  the library's symmetries, learning-rate schedule and weights registry);
 * :mod:`denoise.ee559.data`: ``train_data.pkl`` / ``val_data.pkl`` rebuilt from photos;
 * :mod:`denoise.ee559.export`: the course's project folder;
 * :mod:`denoise.ee559.pretrain`: the training runs behind the shipped weights.
@@ -22,5 +23,7 @@ and in Python, as the course's harness does with the exported folder on ``sys.pa
     model.train(train_input, train_target, num_epochs=1)   # uint8/float (N, 3, H, W), 0-255
     denoised = model.predict(noisy)                        # float32, 0-255, same shape
 
+Noise levels are on the library's 0-1 scale in every function here; the 0-255 scale
+appears only on the command line and as ``sigma_255`` in the data's ``recipe.json``.
 Submodules are imported on use, so ``import denoise.ee559`` stays light.
 """

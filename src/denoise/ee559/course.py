@@ -9,16 +9,22 @@ The course API (EPFL EE-559 Deep Learning, 2022, Noise2Noise mini-projects)::
 
 Inputs are uint8 or float tensors of values 0 to 255 (floats are clipped to that range),
 of any spatial size of at least :data:`MIN_SIDE` pixels. :class:`CourseModel` converts
-them to the library's float32 images in [0, 1], runs the network in batches and converts
-back. Its epoch loop draws a fresh permutation of the pairs each epoch, applies one of
+them to the library's float32 images in [0, 1], runs the network in batches of the
+course's small images and converts back (the networks are blind, so no noise level is
+estimated, and nothing is tiled: :func:`denoise.inference.restore` is the way to run the
+registered ``ee559-project1`` on large images). Its epoch loop draws a fresh permutation of the pairs each epoch, applies one of
 the eight symmetries of the square (flips only for non-square images) identically to
-input and target, swaps input and target at random (both are noisy views), and sets the
-learning rate from the schedules of :mod:`denoise.train`, defined over all the steps of
-the call. Subclasses provide the network and one optimisation step.
+input and target (:func:`denoise.symmetries.per_image`), swaps input and target at random
+(both are noisy views), and sets the learning rate with the library trainer's schedule
+(:func:`denoise.training.config.learning_rate`), defined over all the steps of the call.
+Subclasses provide the network and one optimisation step.
 
 Pretrained weights are a state dict: ``bestmodel.pth`` beside an exported ``model.py``
 (``torch.save`` of tensors, loadable with ``weights_only=True``), else the package's
-``weights/ee559-projectN.safetensors``.
+``weights/ee559-projectN.safetensors`` (for a torch network, loaded by the registry's
+:func:`denoise.models.registry.load_weights`). A named device is checked as the rest of
+the library checks it (:func:`denoise.inference.resolve_device`); by default the models
+run on CUDA when it is available, else on the CPU.
 """
 from __future__ import annotations
 
@@ -30,8 +36,10 @@ from typing import ClassVar
 import torch
 
 from ..errors import InputError, ModelError
+from ..inference import resolve_device
 from ..models.registry import WEIGHTS_DIR
-from ..train import SCHEDULES
+from ..symmetries import per_image
+from ..training.config import SCHEDULES, TrainConfig, learning_rate
 
 __all__ = ["CourseModel", "MIN_SIDE", "check_course_batch", "to_unit", "load_state",
            "shipped_weights"]
@@ -94,15 +102,6 @@ def shipped_weights(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.safetensors"
 
 
-def _symmetry(x: torch.Tensor, transpose: torch.Tensor, flip_h: torch.Tensor,
-              flip_w: torch.Tensor) -> torch.Tensor:
-    """Apply per-image transposition and flips (boolean masks of shape (N, 1, 1, 1))."""
-    if transpose.any():
-        x = torch.where(transpose, x.transpose(-1, -2), x)
-    x = torch.where(flip_h, x.flip(-2), x)
-    return torch.where(flip_w, x.flip(-1), x)
-
-
 def augment(inp: torch.Tensor, tgt: torch.Tensor, generator: torch.Generator
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """A random symmetry of the square per pair (flips only for non-square images), the
@@ -111,7 +110,7 @@ def augment(inp: torch.Tensor, tgt: torch.Tensor, generator: torch.Generator
     masks = (torch.rand(4, n, 1, 1, 1, generator=generator) < 0.5).to(inp.device)
     if inp.shape[-1] != inp.shape[-2]:
         masks[0] = False
-    inp, tgt = (_symmetry(t, masks[0], masks[1], masks[2]) for t in (inp, tgt))
+    inp, tgt = (per_image(t, masks[0], masks[1], masks[2]) for t in (inp, tgt))
     return torch.where(masks[3], tgt, inp), torch.where(masks[3], inp, tgt)
 
 
@@ -138,10 +137,12 @@ class CourseModel:
             raise InputError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise InputError(f"lr must be a positive number, got {lr!r}")
+        if not (isinstance(rampdown, (int, float)) and 0 <= rampdown <= 1):
+            raise InputError(f"rampdown must be a fraction in [0, 1], got {rampdown!r}")
         self.batch_size, self.lr, self.schedule, self.rampdown = batch_size, float(lr), schedule, rampdown
         self.predict_batch = predict_batch
-        self.device = torch.device(device if device is not None else
-                                   ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device) if device is not None else \
+            torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.generator = torch.Generator().manual_seed(seed)
 
     # ------------------------------------------------------------------ the course API
@@ -154,7 +155,7 @@ class CourseModel:
         if not path.is_file():
             raise ModelError(f"no pretrained weights for {type(self).__module__}.Model: {path} is "
                              f"missing; train them with 'denoise ee559 train'")
-        self.load_state_dict(load_state(path))
+        self._load_weights(Path(path))
 
     def train(self, train_input: torch.Tensor, train_target: torch.Tensor, num_epochs: int, *,
               on_epoch: EpochCallback | None = None) -> None:
@@ -172,8 +173,8 @@ class CourseModel:
         if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
             raise InputError(f"num_epochs must be a positive int, got {num_epochs!r}")
         n = train_input.shape[0]
-        per_epoch = math.ceil(n / self.batch_size)
-        total, step = num_epochs * per_epoch, 0
+        schedule = self._schedule(num_epochs * math.ceil(n / self.batch_size))
+        step = 0
         self._set_mode(training=True)
         try:
             for epoch in range(1, num_epochs + 1):
@@ -183,7 +184,7 @@ class CourseModel:
                     idx = order[start:start + self.batch_size].to(train_input.device)
                     inp, tgt = augment(to_unit(train_input[idx], self.device),
                                        to_unit(train_target[idx], self.device), self.generator)
-                    losses.append(self._train_step(inp, tgt, self._learning_rate(step, total)))
+                    losses.append(self._train_step(inp, tgt, learning_rate(step, schedule)))
                     step += 1
                 if on_epoch is not None:
                     on_epoch(epoch, sum(losses) / len(losses))
@@ -205,8 +206,14 @@ class CourseModel:
 
     # ------------------------------------------------------------------ for subclasses
 
-    def _learning_rate(self, step: int, total: int) -> float:
-        return self.lr * SCHEDULES[self.schedule](step / total, self.rampdown)
+    def _schedule(self, steps: int) -> TrainConfig:
+        """The learning-rate schedule of a call to :meth:`train` of ``steps`` steps, as the
+        library's trainer defines it (``learning_rate(step, config)``)."""
+        return TrainConfig(lr=self.lr, schedule=self.schedule, rampdown=self.rampdown, steps=steps)
+
+    def _load_weights(self, path: Path) -> None:
+        """Load a weights file (``.safetensors`` or the course's ``bestmodel.pth``)."""
+        self.load_state_dict(load_state(path))
 
     def _set_mode(self, training: bool) -> None:
         """Switch the network to training or evaluation behaviour (where it has one)."""

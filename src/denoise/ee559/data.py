@@ -25,8 +25,9 @@ sorted list of source images:
    seeded with ``seed + 1``.
 4. Level. ``sigma`` is found by bisection so that the mean per-image PSNR of the noisy
    validation input against its clean version is ``target_psnr`` (20.7 dB, the figure of
-   the course's data) within 0.02 dB; the training views use the same sigma (24.16 on the
-   0-255 scale for CBSD432 with seed 0).
+   the course's data) within 0.02 dB; the training views use the same sigma (24.16/255
+   for CBSD432 with seed 0). As everywhere in the library, sigma is on the 0-1 scale in
+   this module's functions; the recipe file records it on the 0-255 scale (``sigma_255``).
 
 The files are written with ``torch.save`` as a tuple of two tensors, so the course's
 plain ``torch.load(path)`` reads them (and so does ``torch.load(path, weights_only=True)``).
@@ -34,7 +35,6 @@ A ``recipe.json`` beside them records the sources, the seed, sigma and the measu
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,15 +43,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..data import load_uint8_pair
 from ..errors import ImageWriteError, InputError
 from ..io import list_images, read_image
 from ..metrics import psnr
-from ..utils import atomic_path
+from ..training.data import load_uint8_pair
+from ..utils import atomic_path, check_sigma, write_json
 
 __all__ = ["EE559Data", "split_sources", "random_crops", "noisy_uint8", "course_psnr",
-           "calibrate_sigma", "build_ee559_data", "write_ee559_data", "load_course_pair", "save_torch", "TRAIN_FILE", "VAL_FILE",
-           "RECIPE_FILE"]
+           "calibrate_sigma", "build_ee559_data", "write_ee559_data", "load_course_pair",
+           "save_torch", "TRAIN_FILE", "VAL_FILE", "RECIPE_FILE"]
 
 TRAIN_FILE = "train_data.pkl"
 VAL_FILE = "val_data.pkl"
@@ -69,7 +69,7 @@ class EE559Data:
     train_target: torch.Tensor  # second, independent noisy view
     val_input: torch.Tensor     # noisy validation crops
     val_target: torch.Tensor    # their clean versions
-    sigma: float                # noise standard deviation on the 0-255 scale
+    sigma: float                # noise standard deviation on the 0-1 scale
     train_images: list[str]     # names of the source images of each split
     val_images: list[str]
     seed: int
@@ -80,7 +80,9 @@ class EE559Data:
         return {
             "seed": self.seed,
             "sources": self.sources,
-            "sigma_255": round(self.sigma, 4),
+            # the file's scale is 8-bit levels; 12 digits first drop the last-bit noise of
+            # the change of scale, so that ties round as they do for the levels themselves
+            "sigma_255": round(float(f"{255 * self.sigma:.12g}"), 4),
             "noisy_val_psnr_db": round(course_psnr(self.val_input, self.val_target), 4),
             "n_train": int(self.train_input.shape[0]),
             "n_val": int(self.val_input.shape[0]),
@@ -163,12 +165,14 @@ def random_crops(images: list[torch.Tensor], n: int, size: int, generator: torch
 
 
 def noisy_uint8(clean: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    """A noisy view of a uint8 batch: Gaussian noise of std ``sigma`` (0-255 scale) added to
-    the levels, rounded and clipped (step 3 of the recipe); drawn in chunks of :data:`CHUNK`."""
+    """A noisy view of a uint8 batch: Gaussian noise of std ``sigma`` (0-1 scale, so
+    ``255 * sigma`` levels) added to the levels, rounded and clipped (step 3 of the
+    recipe); drawn in chunks of :data:`CHUNK`."""
+    levels = 255 * check_sigma(sigma, allow_none=False)
     out = torch.empty_like(clean)
     for start in range(0, clean.shape[0], CHUNK):
         part = clean[start:start + CHUNK]
-        noise = torch.randn(part.shape, generator=generator).mul_(sigma)
+        noise = torch.randn(part.shape, generator=generator).mul_(levels)
         out[start:start + part.shape[0]] = _to_uint8(noise.add_(part))
     return out
 
@@ -180,21 +184,21 @@ def course_psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def calibrate_sigma(clean: torch.Tensor, target_psnr: float, seed: int, tol: float = 0.02) -> float:
-    """Bisection on sigma (0-255 scale) so that ``noisy_uint8(clean, sigma)`` with noise
+    """Bisection on sigma (0-1 scale) so that ``noisy_uint8(clean, sigma)`` with noise
     seed ``seed`` scores ``target_psnr`` dB against ``clean`` within ``tol``.
 
     Every trial draws the same standard normal values, so the PSNR decreases monotonically
     with sigma and the search ends on a reproducible value.
     """
-    lo, hi = 0.5, 128.0
+    lo, hi = 0.5 / 255, 128.0 / 255
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         value = course_psnr(noisy_uint8(clean, mid, torch.Generator().manual_seed(seed)), clean)
         if abs(value - target_psnr) < tol:
             return mid
         lo, hi = (mid, hi) if value > target_psnr else (lo, mid)
-    raise InputError(f"no noise level gives {target_psnr} dB on these crops (closest sigma {mid:.2f}); "
-                     "pick another target PSNR")
+    raise InputError(f"no noise level gives {target_psnr} dB on these crops (closest sigma "
+                     f"{255 * mid:.2f}/255); pick another target PSNR")
 
 
 # --------------------------------------------------------------------------- the data set
@@ -234,7 +238,6 @@ def save_torch(obj, path: str | Path, *, overwrite: bool = False) -> None:
     with atomic_path(path, overwrite=overwrite) as tmp:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
-        tmp.chmod(0o644)
 
 
 def save_pair(path: str | Path, a: torch.Tensor, b: torch.Tensor, *, overwrite: bool = False) -> None:
@@ -267,7 +270,5 @@ def write_ee559_data(out: str | Path, data: EE559Data, *, overwrite: bool = Fals
         raise ImageWriteError(f"cannot create {out}: {exc.strerror or exc}") from None
     save_pair(paths[0], data.train_input, data.train_target, overwrite=True)
     save_pair(paths[1], data.val_input, data.val_target, overwrite=True)
-    with atomic_path(paths[2], overwrite=True) as tmp:
-        tmp.write_text(json.dumps({**data.recipe(), "command": command}, indent=2) + "\n")
-        tmp.chmod(0o644)
+    write_json(paths[2], {**data.recipe(), "command": command})
     return paths[0], paths[1]

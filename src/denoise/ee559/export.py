@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ImageWriteError, ModelError
-from ..utils import atomic_path
+from ..utils import write_text
 from .course import load_state, shipped_weights
 from .data import save_torch
 
@@ -97,13 +97,7 @@ def export_project(root: str | Path, *, overwrite: bool = False) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ImageWriteError(f"cannot create {folder}: {exc.strerror or exc}") from None
-        _write_text(folder / "__init__.py", "")
-        _write_text(folder / "model.py", model_source(number))
+        write_text(folder / "__init__.py", "")
+        write_text(folder / "model.py", model_source(number))
         save_torch(state, folder / "bestmodel.pth", overwrite=True)
     return root
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(text)
-        tmp.chmod(0o644)

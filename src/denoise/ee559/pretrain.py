@@ -21,8 +21,8 @@ import torch
 
 from ..errors import InputError
 from ..models.registry import WEIGHTS_DIR
-from ..train import hardware_description, write_json
-from ..utils import atomic_path
+from ..training.export import hardware_description
+from ..utils import output_file, write_json
 from .course import CourseModel
 from .data import RECIPE_FILE, TRAIN_FILE, VAL_FILE, course_psnr, load_course_pair
 
@@ -51,8 +51,6 @@ def pretrain(project: int, data_dir: str | Path, *, epochs: int, holdout: int = 
     Returns the weights path (``weights_dir/NAME.safetensors``, by default the package's
     ``weights/ee559-projectN``).
     """
-    from safetensors.torch import save_file
-
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InputError(f"epochs must be a positive int, got {epochs!r}")
     data_dir = Path(data_dir)
@@ -90,12 +88,20 @@ def pretrain(project: int, data_dir: str | Path, *, epochs: int, holdout: int = 
     card = _card(model, project, name, data_dir, epochs=epochs, n_train=n, holdout=holdout,
                  seed=seed, best=best, history=history, val_psnr=val_psnr,
                  noisy_psnr=course_psnr(val_noisy, val_clean), wall=wall, command=command)
-    weights = out_dir / f"{name}.safetensors"
-    with atomic_path(weights, overwrite=True) as tmp:
-        save_file(best["state"], str(tmp), metadata={"name": name, "epoch": str(best["epoch"])})
-        tmp.chmod(0o644)
-    write_json(out_dir / f"{name}.json", card)
+    weights = _write_safetensors(out_dir / f"{name}.safetensors", best["state"],
+                                 {"name": name, "epoch": str(best["epoch"])})
+    write_json(out_dir / f"{name}.json", card, sort_keys=True)
     return weights
+
+
+def _write_safetensors(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
+    """Write a state dict as safetensors atomically, with a plain file's permissions
+    (local until :mod:`denoise.training.export` offers one writer for both exports)."""
+    from safetensors.torch import save
+
+    with output_file(path) as tmp:
+        tmp.write_bytes(save(state, metadata=metadata))
+    return path
 
 
 def _card(model: CourseModel, project: int, name: str, data_dir: Path, *, epochs: int, n_train: int,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import InputError, MissingDependencyError
+from .base import Restorer
 from .registry import register_model
 
 
@@ -42,7 +42,7 @@ def sigma_per_image(x: torch.Tensor, sigma: float | torch.Tensor | None) -> torc
     return s.to(device=x.device, dtype=x.dtype)
 
 
-class ClassicalDenoiser(nn.Module):
+class ClassicalDenoiser(Restorer):
     """Base of the denoisers without learned weights.
 
     Attributes:

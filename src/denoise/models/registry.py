@@ -1,14 +1,19 @@
-"""A small model registry: register_model / create_model / list_models.
+"""The model registry: register, create by name with overrides, list.
 
-Every denoiser is a ``torch.nn.Module`` with ``forward(x, sigma=None)`` where ``x`` is a
-float32 tensor (N, C, H, W) in [0, 1] and ``sigma`` the noise standard deviation on the
-0-1 scale (a float or a tensor of shape (N,)); models that do not need sigma ignore it.
+Two kinds of names:
 
-Trained weights live in ``denoise/weights/NAME.safetensors`` with a model card
-``NAME.json`` beside them; they are resolved from the package, never from the network.
+* an **architecture** or a classical method, registered once with its factory
+  (:func:`register_model`, a decorator on the class or function);
+* a **pretrained model**: weights shipped in ``denoise/weights/NAME.safetensors`` with a
+  model card ``NAME.json`` beside them, made by an architecture with fixed keyword
+  arguments (:func:`register_weights`). The keyword arguments are written only there.
+
+Every factory returns a :class:`denoise.models.base.Restorer`. Weights are resolved from
+the package, never from the network.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,74 +22,106 @@ from typing import Callable
 
 import torch
 
-from ..errors import ModelError
+from ..errors import MissingDependencyError, ModelError
 
 WEIGHTS_DIR = Path(str(resources.files("denoise"))) / "weights"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelEntry:
+    """One registered name."""
+
     name: str
     factory: Callable[..., torch.nn.Module]
     kind: str  # "learned" or "classical"
     description: str
     defaults: dict = field(default_factory=dict)
-    requires: str | None = None  # optional import needed (e.g. "bm3d")
+    requires: str | None = None  # an optional package needed (e.g. "bm3d")
+    architecture: str | None = None  # for pretrained models: the architecture's name
+    weights_dir: Path = WEIGHTS_DIR
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the name stands for trained weights (not a bare architecture)."""
+        return self.architecture is not None
 
     @property
     def weights_path(self) -> Path:
-        return WEIGHTS_DIR / f"{self.name}.safetensors"
+        return self.weights_dir / f"{self.name}.safetensors"
 
     @property
     def card_path(self) -> Path:
-        return WEIGHTS_DIR / f"{self.name}.json"
+        return self.weights_dir / f"{self.name}.json"
 
     def has_weights(self) -> bool:
-        return self.weights_path.is_file()
+        return self.pretrained and self.weights_path.is_file()
 
     def card(self) -> dict | None:
         if not self.card_path.is_file():
             return None
         return json.loads(self.card_path.read_text())
 
+    def missing_extras(self) -> list[str]:
+        """The optional packages this model needs and this install lacks."""
+        return [self.requires] if self.requires and importlib.util.find_spec(self.requires) is None else []
+
+    def missing(self) -> list[str]:
+        """Why the model cannot run here (empty when it can)."""
+        reasons = [f"needs pip install 'denoise[{extra}]'" for extra in self.missing_extras()]
+        if self.kind == "learned" and not self.pretrained:
+            reasons.append("architecture only: train it (denoise train)")
+        elif self.kind == "learned" and not self.has_weights():
+            reasons.append("no shipped weights")
+        return reasons
+
     def available(self) -> bool:
         """True when the model can run here: weights shipped (learned) and extras installed."""
-        if self.requires is not None:
-            import importlib.util
+        return not self.missing()
 
-            if importlib.util.find_spec(self.requires) is None:
-                return False
-        return self.kind != "learned" or self.has_weights()
+    @property
+    def channels(self) -> int | None:
+        """The channel count the name is fixed to (None: any, or set by ``channels=``)."""
+        return self.defaults.get("channels")
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
+def _add(entry: ModelEntry) -> None:
+    if entry.name in _REGISTRY:
+        raise ValueError(f"model {entry.name!r} registered twice")
+    _REGISTRY[entry.name] = entry
+
+
 def register_model(name: str, *, kind: str = "learned", description: str = "",
                    requires: str | None = None, **defaults):
-    """Decorator registering a model factory (a class or a function) under ``name``.
-
-    ``defaults`` are keyword arguments passed to the factory unless overridden.
-    """
+    """Decorator registering a model factory (a class or a function) under ``name``;
+    ``defaults`` are keyword arguments passed to it unless overridden."""
 
     def deco(factory):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
         doc = description or (factory.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[name] = ModelEntry(name, factory, kind, doc, dict(defaults), requires)
+        _add(ModelEntry(name, factory, kind, doc, dict(defaults), requires))
         return factory
 
     return deco
 
 
+def register_weights(name: str, architecture: str, *, description: str, **kwargs) -> None:
+    """Register the shipped weights ``NAME.safetensors``: ``architecture`` built with ``kwargs``."""
+    arch = _REGISTRY[architecture]
+    _add(ModelEntry(name, arch.factory, arch.kind, description, {**arch.defaults, **kwargs},
+                    arch.requires, architecture))
+
+
 def _ensure_loaded():
-    # Importing the package registers every built-in model.
+    # Importing the built-in model modules runs their registrations.
     from . import _builtin  # noqa: F401
 
 
 def list_models(available_only: bool = False) -> list[ModelEntry]:
+    """Every registered name (learned first), or only those that can run here."""
     _ensure_loaded()
-    entries = sorted(_REGISTRY.values(), key=lambda e: (e.kind != "learned", e.name))
+    entries = sorted(_REGISTRY.values(), key=lambda e: (e.kind != "learned", not e.pretrained, e.name))
     return [e for e in entries if e.available()] if available_only else entries
 
 
@@ -124,23 +161,19 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
 
 def create_model(name: str, *, pretrained: bool = True, weights: str | Path | None = None,
                  **overrides) -> torch.nn.Module:
-    """Create a registered model by name.
+    """Create a registered model by name, in eval mode.
 
-    For learned models ``pretrained=True`` loads the shipped weights (an error if none
-    ship); ``weights=PATH`` loads a user's safetensors file instead.
+    A pretrained name loads its shipped weights unless ``pretrained=False`` (then only its
+    architecture, with its keyword arguments); ``weights=PATH`` loads a safetensors file
+    instead. An architecture name with ``pretrained=True`` and no ``weights`` is an error.
+    ``overrides`` replace the registered keyword arguments.
     """
     entry = get_entry(name)
-    if entry.requires is not None:
-        import importlib.util
-
-        if importlib.util.find_spec(entry.requires) is None:
-            from ..errors import MissingDependencyError
-
-            raise MissingDependencyError(
-                f"model {name!r} needs the optional package {entry.requires!r}: "
-                f"pip install 'denoise[{entry.requires}]'")
-    kwargs = {**entry.defaults, **overrides}
-    model = entry.factory(**kwargs)
+    extras = entry.missing_extras()
+    if extras:
+        raise MissingDependencyError(f"model {name!r} needs the optional package {extras[0]!r}: "
+                                     f"pip install 'denoise[{extras[0]}]'")
+    model = entry.factory(**{**entry.defaults, **overrides})
     if weights is not None:
         load_weights(model, weights)
     elif entry.kind == "learned" and pretrained:

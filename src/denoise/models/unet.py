@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register_model
+from .base import Restorer
+from .registry import register_model, register_weights
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -56,7 +57,7 @@ def conv_receptive_radius(layers: list[tuple[str, int]]) -> int:
     return radius + max_jump - 1
 
 
-class N2NUNet(nn.Module):
+class N2NUNet(Restorer):
     """The Noise2Noise U-Net (Lehtinen et al. 2018, appendix A.1).
 
     48 features, five 2x2 max-poolings, leaky ReLU 0.1, nearest up-sampling with skip
@@ -127,7 +128,7 @@ class N2NUNet(nn.Module):
         return x + y if self.residual else y
 
 
-class SmallUNet(nn.Module):
+class SmallUNet(Restorer):
     """A small U-Net for 32x32 inputs: four encoder blocks (PReLU), sigmoid output.
 
     Encoder blocks at 32, 16, 8 and 4 pixels (for a 32x32 input) with ``features``,
@@ -176,23 +177,11 @@ class SmallUNet(nn.Module):
         return torch.sigmoid(self.head(y))[..., :h, :w]
 
 
-@register_model("n2n-unet", description="Noise2Noise U-Net architecture (pass channels=1|3; no shipped weights)")
-def n2n_unet(channels: int = 3, features: int = 48, residual: bool = False) -> N2NUNet:
-    return N2NUNet(channels=channels, features=features, residual=residual)
-
-
-@register_model("n2n-unet-gray", description="Noise2Noise U-Net (residual), gray, trained with noisy "
-                "targets on Train400, blind Gaussian sigma 0-50", channels=1, residual=True)
-def n2n_unet_gray(channels: int = 1, features: int = 48, residual: bool = True) -> N2NUNet:
-    return N2NUNet(channels=channels, features=features, residual=residual)
-
-
-@register_model("n2n-unet-color", description="Noise2Noise U-Net (residual), color, trained with noisy "
-                "targets on CBSD432, blind Gaussian sigma 0-50", channels=3, residual=True)
-def n2n_unet_color(channels: int = 3, features: int = 48, residual: bool = True) -> N2NUNet:
-    return N2NUNet(channels=channels, features=features, residual=residual)
-
-
-@register_model("unet-small", description="Small U-Net for 32x32 inputs (PReLU, sigmoid output)")
-def unet_small(channels: int = 3, features: int = 32) -> SmallUNet:
-    return SmallUNet(channels=channels, features=features)
+register_model("n2n-unet", description="Noise2Noise U-Net architecture (pass channels=1|3)")(N2NUNet)
+register_model("unet-small", description="Small U-Net for 32x32 inputs (PReLU, sigmoid output)")(SmallUNet)
+register_weights("n2n-unet-gray", "n2n-unet", channels=1, residual=True, description=(
+    "Noise2Noise U-Net (residual), gray, trained with noisy targets on Train400, blind Gaussian sigma 0-50"))
+register_weights("n2n-unet-color", "n2n-unet", channels=3, residual=True, description=(
+    "Noise2Noise U-Net (residual), color, trained with noisy targets on CBSD432, blind Gaussian sigma 0-50"))
+register_weights("ee559-project1", "unet-small", channels=3, features=32, description=(
+    "EE-559 mini-project 1 (unet-small, Noise2Noise on the course's 32x32 color crops)"))

@@ -5,19 +5,15 @@ backend state and no display needed); files are written atomically.
 """
 from __future__ import annotations
 
-import contextlib
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import ImageWriteError
-from .utils import atomic_path
+from ..utils import output_file
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]],
@@ -137,40 +133,3 @@ def _save_figure(fig, path: Path, dpi: int) -> Path:
     with output_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return path
-
-
-@contextlib.contextmanager
-def output_file(path: str | Path) -> Iterator[Path]:
-    """:func:`denoise.utils.atomic_path` for result files (replaced when they exist), with
-    any OS error turned into a one-line :class:`ImageWriteError`."""
-    path = Path(path)
-    try:
-        with atomic_path(path, overwrite=True) as tmp:
-            yield tmp
-    except ImageWriteError:
-        raise
-    except OSError as exc:
-        raise ImageWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically, replacing it."""
-    with output_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write ``data`` as indented JSON, atomically; NaN and infinities become null."""
-    return write_text(path, json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
-
-
-def _finite(value):
-    """``value`` with every non-finite float replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 
 class Loss(Protocol):

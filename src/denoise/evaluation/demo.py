@@ -21,10 +21,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .bench import (NOISY, ImageScore, SetResult, add_noise, check_model, get_model, run_model,
-                    score_image, supports_channels)
-from .errors import ImageWriteError, InputError
-from .report import Panel, comparison_sheet, detail_crop, markdown_table, write_json, write_text
+from ..errors import InputError, OutputError
+from ..inference import check_model, supports_channels
+from ..utils import write_json, write_text
+from .bench import NOISY, ImageScore, SetResult, add_noise, run_model, score_image
+from .report import Panel, comparison_sheet, detail_crop, markdown_table
 
 #: The photos the demo uses by default: three color ones and a gray one.
 DEMO_IMAGES = ("astronaut", "coffee", "chelsea", "camera")
@@ -106,7 +107,7 @@ class DemoResult:
 
 def available_demo_models() -> list[str]:
     """Every registered model that can run here (weights shipped, extras installed)."""
-    from .models.registry import list_models
+    from ..models.registry import list_models
 
     return [entry.name for entry in list_models(available_only=True)]
 
@@ -121,7 +122,7 @@ def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: flo
     """
     from tqdm.auto import tqdm
 
-    from .io import write_image
+    from ..io import write_image
 
     if not 0 < sigma <= 255:
         raise InputError(f"sigma must be in (0, 255] on the 0-255 scale, got {sigma:g}")
@@ -138,8 +139,8 @@ def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: flo
     with tqdm(total=len(photos) * len(models), desc="demo", unit="run",
               disable=None if progress else True) as bar:
         for index, (name, clean) in enumerate(photos):
-            noisy = add_noise(clean, sigma, seed, index)
-            outputs = _denoise_photo(name, clean, noisy, sigma, results, bar)
+            noisy, level = add_noise(clean, sigma, seed, index)
+            outputs = _denoise_photo(name, clean, noisy, level, results, bar)
             written.append(write_image(out / "noisy" / f"{name}.png", noisy, overwrite=True))
             written.append(_sheet(out / f"{name}.png", name, clean, noisy, outputs, results, sigma))
     demo = DemoResult(sigma, seed, size, [name for name, _ in photos], list(results.values()), written)
@@ -148,7 +149,7 @@ def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: flo
     return demo
 
 
-def _denoise_photo(name: str, clean: torch.Tensor, noisy: torch.Tensor, sigma: float,
+def _denoise_photo(name: str, clean: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor,
                    results: dict[str, SetResult], bar) -> dict[str, torch.Tensor]:
     """Score the noisy photo and every model's output on it (adding to ``results``).
 
@@ -162,7 +163,7 @@ def _denoise_photo(name: str, clean: torch.Tensor, noisy: torch.Tensor, sigma: f
             continue
         bar.set_postfix_str(f"{name} {model_name}")
         if supports_channels(model_name, clean.shape[1]):
-            y, seconds = run_model(get_model(model_name, clean.shape[1]), noisy, sigma)
+            y, seconds = run_model(model_name, noisy, sigma)
             outputs[model_name] = y
             result.images.append(score_image(name, y, clean, seconds))
         bar.update()
@@ -189,5 +190,5 @@ def _make_folder(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ImageWriteError(f"cannot create the output folder {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot create the output folder {path}: {exc.strerror or exc}") from None
     return path

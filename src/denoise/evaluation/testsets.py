@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError
-from .io import list_images, read_image, rgb_to_gray
+from ..errors import InputError
+from ..io import list_images, read_image, rgb_to_gray
 
 __all__ = ["ENV_VAR", "repo_root", "data_root", "available_sets", "load_set"]
 
@@ -23,7 +23,7 @@ ENV_VAR = "DENOISE_DATA"
 def repo_root() -> Path | None:
     """The repository checkout this package runs from (``src/denoise/../..``), or None
     when the package is installed elsewhere (not an editable install)."""
-    candidate = Path(__file__).resolve().parents[2]
+    candidate = Path(__file__).resolve().parents[3]
     if (candidate / "pyproject.toml").is_file() and (candidate / "src" / "denoise").is_dir():
         return candidate
     return None

@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .errors import DenoiseError
+from ..errors import DenoiseError
 
 _SKIP = {"model_kwargs"}
 
@@ -55,7 +55,7 @@ def _none_or(fn):
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; unset flags stay None (the config file decides)."""
-    from .train import OPTION_HELP, TrainConfig
+    from ..training import OPTION_HELP, TrainConfig
 
     p.add_argument("--config", metavar="FILE", help="JSON file of training options (flags override it)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -78,7 +78,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """The TrainConfig of a config file (if any) overridden by the flags given."""
-    from .train import TrainConfig
+    from ..training import TrainConfig
 
     base = TrainConfig.from_file(args.config).to_dict() if args.config else {}
     for f in dataclasses.fields(TrainConfig):
@@ -94,9 +94,13 @@ def _train_argv(argv: list[str]) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .train import Trainer
+    from ..training import Trainer
+
+    import torch
 
     config = config_from_args(args)
+    if config.threads:
+        torch.set_num_threads(config.threads)  # a process setting: the command line's, not the Trainer's
     trainer = Trainer(config)
     if trainer.dist.main:
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +115,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .train import export_weights
+    from ..training import export_weights
 
     path = export_weights(args.run_dir, args.name, weights_dir=args.weights_dir, command=args.command,
                           note=args.note)

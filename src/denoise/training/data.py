@@ -23,9 +23,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import ImageReadError, InputError
-from .io import list_images, read_image, rgb_to_gray
-from .noise import parse_noise
+from ..errors import ImageReadError, InputError
+from ..io import list_images, read_image, rgb_to_gray
+from ..noise import parse_noise
+from ..symmetries import transform
 
 NoiseFn = Callable[..., torch.Tensor]
 
@@ -38,6 +39,7 @@ class Batch:
     input: torch.Tensor
     target: torch.Tensor
     mask: torch.Tensor | None = None
+    sigma: torch.Tensor | None = None  # (N,) noise level of each input, 0-1 scale, when known
 
 
 # --------------------------------------------------------------------------- images
@@ -106,9 +108,7 @@ def random_patches(images: Sequence[torch.Tensor] | Sequence[tuple[torch.Tensor,
         top, left = int(pos[k, 0] * (h - ch + 1)), int(pos[k, 1] * (w - cw + 1))
         s = int(sym[k])
         for j, img in enumerate(group):
-            patch = img[:, top:top + ch, left:left + cw]
-            patch = torch.rot90(patch, s % 4, dims=(-2, -1))
-            out[j].append(patch.flip(-1) if s >= 4 else patch)
+            out[j].append(transform(img[:, top:top + ch, left:left + cw], s))
     return [torch.stack(p) for p in out]
 
 
@@ -133,6 +133,15 @@ def split_holdout(n: int, val_count: int, what: str) -> int:
 # --------------------------------------------------------------------------- sources
 
 
+def _noisy(noise: NoiseFn, clean: torch.Tensor, generator: torch.Generator):
+    """``(noisy, sigma)``: the noise's own ``sample`` where it has one (it reports the
+    Gaussian level of each image), else ``(noise(clean), None)``; the same draws either way."""
+    sample = getattr(noise, "sample", None)
+    if sample is not None:
+        return sample(clean, generator)
+    return noise(clean, generator=generator), None
+
+
 class CleanFolderData:
     """Clean images plus a noise model: fresh, independent noise for input and target.
 
@@ -155,20 +164,28 @@ class CleanFolderData:
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         (clean,) = random_patches(self.images, batch_size, self.crop, generator)
-        inp = self.noise(clean, generator=generator)
+        inp, sigma = _noisy(self.noise, clean, generator)
         if self.target == "clean":
-            return Batch(inp, clean)
+            return Batch(inp, clean, sigma=sigma)
         with_mask = getattr(self.noise, "with_mask", None)
         if with_mask is not None:
             tgt, mask = with_mask(clean, generator=generator)
-            return Batch(inp, tgt, mask)
-        return Batch(inp, self.noise(clean, generator=generator))
+            return Batch(inp, tgt, mask, sigma=sigma)
+        return Batch(inp, self.noise(clean, generator=generator), sigma=sigma)
 
     def validation(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Held-out (noisy input, clean reference) pairs, (1, C, H, W) each; the noise is
         drawn once from a fixed seed, so every validation sees the same inputs."""
+        return [(noisy, ref) for noisy, ref, _ in self.validation_with_sigma()]
+
+    def validation_with_sigma(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """:meth:`validation` with the noise level of each input ((1,), or None)."""
         g = torch.Generator().manual_seed(self.val_seed)
-        return [(self.val_noise(v[None], generator=g), v[None]) for v in self.val_images]
+        out = []
+        for v in self.val_images:
+            noisy, sigma = _noisy(self.val_noise, v[None], g)
+            out.append((noisy, v[None], sigma))
+        return out
 
 
 class PairData:

@@ -5,22 +5,24 @@ tables; :data:`PUBLISHED` holds those papers' figures, printed beside ours.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
 
-from .errors import InputError
-from .models.ensemble import split_name
+from ..errors import InputError
+from ..inference import (
+    DEFAULT,
+    check_model,
+    default_model_name,
+    restore,
+    supports_channels,
+)
 from .report import markdown_table
 
 NOISY = "noisy"
 """The pseudo-model name under which the noisy input itself is scored."""
-
-DEFAULT = "default"
-"""The model name that stands for the package's default denoiser (see :mod:`denoise.api`)."""
 
 PROTOCOL = """\
 - Clean images are read as float32 in [0, 1] from their 8-bit files (--gray converts
@@ -115,22 +117,24 @@ def _mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def add_noise(clean: torch.Tensor, sigma: float, seed: int, index: int) -> torch.Tensor:
-    """The benchmark's noisy version of image number ``index``: unclipped AWGN.
+def add_noise(clean: torch.Tensor, sigma: float, seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The benchmark's noisy version of image number ``index`` (unclipped AWGN) and its
+    noise level on the 0-1 scale, per image.
 
-    ``sigma`` is on the 0-255 scale. The draw depends only on ``seed + index`` and the
-    image's shape, so every model and every sigma see the same normal sample.
+    ``sigma`` is the level of the noise spec ``gaussian:SIGMA`` (0-255 scale). The draw
+    depends only on ``seed + index`` and the image's shape, so every model and every
+    sigma see the same normal sample.
     """
-    from .noise import Gaussian
+    from ..noise import parse_noise
 
     generator = torch.Generator().manual_seed(seed + index)
-    return Gaussian(sigma / 255.0, clip=False)(clean, generator=generator)
+    return parse_noise(f"gaussian:{sigma:g}").sample(clean, generator)
 
 
 def score_image(name: str, output: torch.Tensor, clean: torch.Tensor, seconds: float) -> ImageScore:
     """PSNR and SSIM (data range 1) of ``output`` as given (:func:`run_model` clips model
     outputs; the noisy input is scored unclipped) against the clean image."""
-    from .metrics import psnr, ssim
+    from ..metrics import psnr, ssim
 
     return ImageScore(name, float(psnr(output, clean)[0]), float(ssim(output, clean)[0]),
                       seconds, clean.shape[-2] * clean.shape[-1])
@@ -141,15 +145,13 @@ WARM_UP_SIZE = 48
 first-call allocations and the like are then not counted)."""
 
 
-def run_model(model: torch.nn.Module, noisy: torch.Tensor, sigma: float) -> tuple[torch.Tensor, float]:
-    """Denoise ``noisy`` with the true ``sigma`` (0-255 scale): the output clipped to
-    [0, 1], and the seconds of the forward pass (after an untimed warm-up on a crop)."""
-    with torch.inference_mode():
-        model(noisy[..., :WARM_UP_SIZE, :WARM_UP_SIZE], sigma / 255.0)
-        start = time.perf_counter()
-        out = model(noisy, sigma / 255.0)
-        seconds = time.perf_counter() - start
-    return out.clamp(0, 1), seconds
+def run_model(name: "str | torch.nn.Module", noisy: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Denoise ``noisy`` with model ``name`` and the true ``sigma`` (0-1 scale, per image),
+    through :func:`denoise.inference.restore`: the clipped output and the seconds of the
+    forward pass (after an untimed warm-up on a crop). Whole images, never tiled."""
+    restore(noisy[..., :WARM_UP_SIZE, :WARM_UP_SIZE], name, sigma, tile=None, device="cpu")
+    result = restore(noisy, name, sigma, tile=None, device="cpu")
+    return result.output, result.seconds
 
 
 def load_test_set(spec: str, *, gray: bool = False, max_images: int | None = None
@@ -161,8 +163,8 @@ def load_test_set(spec: str, *, gray: bool = False, max_images: int | None = Non
     published figures, marked when the images are not the published set: color ones
     converted to gray, or only the first ``max_images`` images.
     """
-    from .datasets import load_set
-    from .io import rgb_to_gray
+    from ..io import rgb_to_gray
+    from .testsets import load_set
 
     images = load_set(spec)
     path = Path(spec)
@@ -174,61 +176,6 @@ def load_test_set(spec: str, *, gray: bool = False, max_images: int | None = Non
         images = images[:max_images]
         label += f" (first {max_images})"
     return label, images
-
-
-def missing_extras(entry) -> list[str]:
-    """The optional packages a registry entry needs and this install lacks."""
-    import importlib.util
-
-    return [entry.requires] if entry.requires and importlib.util.find_spec(entry.requires) is None else []
-
-
-def missing_requirements(entry) -> list[str]:
-    """Why a registry entry cannot run here (empty when it can): extras, weights."""
-    reasons = [f"needs pip install 'denoise[{extra}]'" for extra in missing_extras(entry)]
-    if entry.kind == "learned" and not entry.has_weights():
-        reasons.append("no shipped weights")
-    return reasons
-
-
-def check_model(name: str) -> None:
-    """Raise a one-line error when model ``name`` is unknown or cannot run here."""
-    from .errors import MissingDependencyError, ModelError
-    from .models.registry import get_entry
-
-    name = split_name(name)[0]
-    if name == DEFAULT:
-        return
-    entry = get_entry(name)  # ModelError listing the known names
-    reasons = missing_requirements(entry)
-    if reasons:
-        kind = MissingDependencyError if entry.requires and "needs" in reasons[0] else ModelError
-        raise kind(f"model {name!r} cannot run here: {'; '.join(reasons)} "
-                    "('denoise models' lists the ready ones)")
-
-
-def supports_channels(name: str, channels: int) -> bool:
-    """Whether model ``name`` takes images with ``channels`` channels.
-
-    Models registered with a fixed ``channels`` take only those; "default" resolves to a
-    model for the channel count.
-    """
-    from .models.registry import get_entry
-
-    name = split_name(name)[0]
-    fixed = None if name == DEFAULT else get_entry(name).defaults.get("channels")
-    return fixed is None or fixed == channels
-
-
-def get_model(name: str, channels: int) -> torch.nn.Module:
-    """Model ``name`` (or "default") for images with ``channels`` channels, created once."""
-    from .api import resolve_model
-
-    if not supports_channels(name, channels):
-        kind = "gray" if channels == 1 else "color"
-        raise InputError(f"model {name!r} does not take {kind} images; "
-                         "choose another one (see 'denoise models')")
-    return resolve_model(name, channels)
 
 
 @dataclass
@@ -255,8 +202,6 @@ class BenchReport:
     def _default_note(self) -> str:
         if DEFAULT not in self._models():
             return ""
-        from .api import default_model_name
-
         return (f"; {DEFAULT} = {default_model_name(1)} on gray images, "
                 f"{default_model_name(3)} on color images")
 
@@ -348,15 +293,15 @@ def _bench_set(label: str, images: list[tuple[str, torch.Tensor]], sigma: float,
     """
     noisy = [add_noise(x, sigma, seed, i) for i, (_, x) in enumerate(images)]
     results = [SetResult(label, sigma, NOISY, [score_image(name, y, x, 0.0)
-                                               for (name, x), y in zip(images, noisy)])]
+                                               for (name, x), (y, _) in zip(images, noisy)])]
     for model_name in models:
         bar.set_postfix_str(f"{label} σ={sigma:g} {model_name}")
         if not all(supports_channels(model_name, x.shape[1]) for _, x in images):
             bar.update(len(images))
             continue
         result = SetResult(label, sigma, model_name)
-        for (name, clean), y in zip(images, noisy):
-            out, seconds = run_model(get_model(model_name, clean.shape[1]), y, sigma)
+        for (name, clean), (y, level) in zip(images, noisy):
+            out, seconds = run_model(model_name, y, level)
             result.images.append(score_image(name, out, clean, seconds))
             bar.update()
         results.append(result)

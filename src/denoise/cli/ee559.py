@@ -5,6 +5,9 @@
 * ``denoise ee559 export DIR``: write the course's project folder (:mod:`denoise.ee559.export`);
 * ``denoise ee559 train N --data DIR --epochs E``: the run behind mini-project N's shipped
   weights (:mod:`denoise.ee559.pretrain`).
+
+The library works on the 0-1 noise scale; these commands print sigma on the 0-255 scale
+and set torch's thread count (a process setting: the command line's, not the library's).
 """
 from __future__ import annotations
 
@@ -12,15 +15,17 @@ import argparse
 import shlex
 import sys
 
+from .args import positive_int
+
 
 def _command_line() -> str:
     """The command being run, as one shell-quoted line (for records of how files were made)."""
-    return "denoise " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    return "denoise " + shlex.join(sys.argv[1:])
 
 
 def _cmd_data_ee559(args: argparse.Namespace) -> int:
     """``denoise data ee559``: build the course data and write it into ``--out``."""
-    from .data import build_ee559_data, course_psnr, write_ee559_data
+    from ..ee559.data import build_ee559_data, course_psnr, write_ee559_data
 
     data = build_ee559_data(args.source, val_source=args.val_source, n_train=args.n_train,
                             n_val=args.n_val, target_psnr=args.target_psnr, seed=args.seed)
@@ -28,14 +33,14 @@ def _cmd_data_ee559(args: argparse.Namespace) -> int:
     print(f"wrote {train} (2 x {tuple(data.train_input.shape)} uint8, from "
           f"{len(data.train_images)} images) and {val} (noisy + clean {tuple(data.val_input.shape)}"
           f" uint8, from {len(data.val_images)} other images)")
-    print(f"noise sigma {data.sigma:.2f}/255; noisy validation PSNR "
+    print(f"noise sigma {255 * data.sigma:.2f}/255; noisy validation PSNR "
           f"{course_psnr(data.val_input, data.val_target):.2f} dB")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     """``denoise ee559 export DIR``: write the course's project folder."""
-    from .export import export_project
+    from ..ee559.export import export_project
 
     root = export_project(args.dir, overwrite=args.force)
     print(f"wrote the course project folder {root}: Miniproject_1 and Miniproject_2, each with "
@@ -47,7 +52,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     """``denoise ee559 train N``: the training run behind mini-project N's shipped weights."""
     import torch
 
-    from .pretrain import pretrain
+    from ..ee559.pretrain import pretrain
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -105,5 +110,5 @@ def register(subparsers) -> None:
     t.add_argument("--weights-dir", default=None,
                    help="folder for NAME.safetensors and NAME.json (default: the package's weights)")
     t.add_argument("--seed", type=int, default=0, help="seed of initialisation and batches")
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     t.set_defaults(func=_cmd_train)

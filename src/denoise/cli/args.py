@@ -1,0 +1,68 @@
+"""Argument types shared by the subcommands (the 0-255 noise scale lives here, at the
+command line's edge: values are converted to the library's 0-1 scale where they are used)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from typing import Callable
+
+
+def sigma_arg(text: str) -> float | None:
+    """A noise level on the 0-255 scale, or "estimated" (None)."""
+    if text.strip().lower() in ("estimated", "estimate", "auto"):
+        return None
+    return sigma_value(text)
+
+
+def sigma_value(text: str) -> float:
+    """A number in (0, 255]: a noise standard deviation on the 0-255 scale."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number on the 0-255 scale, got {text!r}") from None
+    if not 0 < value <= 255:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"sigma must be in (0, 255] on the 0-255 scale, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def comma_list(item: Callable[[str], object] = str) -> Callable[[str], list]:
+    """An argument type for comma-separated values, each converted by ``item``."""
+
+    def parse(text: str) -> list:
+        parts = [p.strip() for p in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"empty item in the list {text!r}")
+        return [item(p) for p in parts]
+
+    parse.__name__ = "list"
+    return parse
+
+
+
+def paragraphs(*texts: str) -> str:
+    """Help text wrapped to 80 columns, paragraphs kept apart (for raw formatters)."""
+    return "\n\n".join(textwrap.fill(t, 80) for t in texts)
+
+
+def one_line(message: object) -> str:
+    """A message on one line (errors and warnings are printed so)."""
+    return " ".join(str(message).split()) or type(message).__name__
+
+
+PROG = "denoise"
+
+
+def error(message: object) -> None:
+    """Print ``denoise: error: MESSAGE`` as one line on stderr."""
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)

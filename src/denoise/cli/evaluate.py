@@ -1,0 +1,103 @@
+"""``denoise demo`` and ``denoise bench``."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import OutputError
+from ..evaluation.bench import PROTOCOL
+from ..inference import DEFAULT
+from .args import comma_list, positive_int, sigma_value
+
+
+def register(sub) -> None:
+    _add_demo(sub)
+    _add_bench(sub)
+
+
+def _add_demo(sub) -> None:
+    from ..evaluation.demo import DEMO_IMAGES
+
+    p = sub.add_parser(
+        "demo", help="compare every available model on bundled photos",
+        description="Add Gaussian noise to photos bundled with scikit-image (scaled down), run "
+                    "every available model, print PSNR/SSIM/seconds, and write a comparison sheet "
+                    "per photo, results.md and results.json into --out (its files are replaced).")
+    p.add_argument("--out", default="demo_out", metavar="DIR",
+                   help="output folder, created if missing (default demo_out)")
+    p.add_argument("--models", type=comma_list(), default=None, metavar="A,B,...",
+                   help="models to compare (default: every available one, see 'denoise models')")
+    p.add_argument("--sigma", type=sigma_value, default=25.0,
+                   help="Gaussian noise level on the 0-255 scale (default 25)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--images", type=comma_list(), default=list(DEMO_IMAGES), metavar="A,B,...",
+                   help=f"scikit-image photos (default {','.join(DEMO_IMAGES)})")
+    p.add_argument("--size", type=positive_int, default=256, metavar="N",
+                   help="scale photos down so the longer side is at most N pixels (default 256)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``denoise demo``: run the demo, print its table and where the files went."""
+    from ..evaluation.demo import run_demo
+
+    start = time.perf_counter()
+    result = run_demo(args.out, models=args.models, sigma=args.sigma, seed=args.seed,
+                      images=args.images, size=args.size, progress=not args.quiet)
+    print(f"Gaussian noise sigma={args.sigma:g} (0-255 scale), seed {args.seed}; "
+          f"PSNR in dB (higher is better)\n")
+    print(result.table())
+    print(f"\nwrote {len(result.files)} files to {args.out} (comparison sheets: "
+          f"{', '.join(f'{n}.png' for n in result.images)}; results.md; results.json) "
+          f"in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="mean PSNR/SSIM on test sets, beside the published figures",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Benchmark denoisers on folders of clean images with the protocol of the "
+                    "published tables.",
+        epilog="Protocol (the one of the published tables):\n" + PROTOCOL)
+    p.add_argument("--data", type=comma_list(), required=True, metavar="SET[,SET...]",
+                   help="test sets: folders, or names of folders under the data root "
+                        "($DENOISE_DATA or ../shared/data), e.g. Set12,BSD68,CBSD68,Kodak24")
+    p.add_argument("--sigma", type=comma_list(sigma_value), default=[15.0, 25.0, 50.0],
+                   metavar="S[,S...]", help="noise levels on the 0-255 scale (default 15,25,50)")
+    p.add_argument("--model", type=comma_list(), default=[DEFAULT], metavar="NAME[,NAME...]",
+                   help="models to compare (default: 'default'); a name ending in '+x8' is "
+                        "the model's mean over the 8 flips and rotations")
+    p.add_argument("--max-images", type=positive_int, default=None, metavar="N",
+                   help="only the first N images of each set (the published figures are then "
+                        "not shown)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--gray", action="store_true", help="convert color images to gray first")
+    p.add_argument("--json", metavar="FILE", help="also write all results, per image, as JSON")
+    p.add_argument("--md", metavar="FILE", help="also write the tables as markdown")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``denoise bench``: run, print the markdown tables, write the requested files."""
+    from ..evaluation.bench import bench
+    from ..utils import write_json, write_text
+
+    for path in (args.json, args.md):
+        if path and not Path(path).parent.is_dir():
+            raise OutputError(f"the folder of {path} does not exist; create it first")
+    report = bench(args.data, args.sigma, args.model, seed=args.seed, gray=args.gray,
+                   max_images=args.max_images, progress=not args.quiet)
+    text = report.to_markdown()
+    print(text)
+    if args.json:
+        write_json(args.json, report.to_dict())
+    if args.md:
+        write_text(args.md, text + "\n")
+    return 0
+
+

@@ -1,0 +1,223 @@
+"""``denoise run``: denoise image files and folders (plan and check everything first,
+then file by file through :func:`denoise.inference.restore`)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import DenoiseError, ImageReadError, ImageWriteError, InputError
+from ..inference import DEFAULT, DEFAULT_TILE
+from .args import PROG, error, one_line, paragraphs, positive_int, sigma_arg
+
+_SIGMA_HELP = ("noise standard deviation on the 0-255 scale (e.g. 25), relative to the full range "
+               "also for 16-bit images; or 'estimated' (default) to estimate it for each image")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "run", help="denoise image files and folders",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=paragraphs(
+            "Denoise images. Each output keeps its input's file name (plus --suffix), format, "
+            "bit depth (16-bit in, 16-bit out) and alpha channel. Outputs are written "
+            "atomically and never replace an existing file without --force."),
+        epilog=paragraphs(
+            "Exit status: 0 all written; 1 some images failed (each listed at the end, the "
+            "others written); 2 nothing done (bad option, missing input or output folder, "
+            "unknown model, existing output without --force); 130 interrupted.",
+            "Example: denoise run photos/ -o clean/ --mkdir --sigma 25 --model dct"))
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files (.png .jpg .tif ...) or folders of images")
+    p.add_argument("-o", "--out", required=True, metavar="DIR",
+                   help="output folder; it must exist unless --mkdir is given")
+    p.add_argument("-m", "--model", default=DEFAULT, metavar="NAME",
+                   help="model name from 'denoise models' (default: 'default', the best shipped "
+                        "model for the image's channels); add '+x8' to average the model over "
+                        "the 8 flips and rotations of the image (8x the time)")
+    p.add_argument("-s", "--sigma", type=sigma_arg, default=None, metavar="S|estimated",
+                   help=_SIGMA_HELP)
+    p.add_argument("--tile", type=positive_int, default=DEFAULT_TILE, metavar="N",
+                   help="process images larger than N x N pixels in tiles of N x N (each with the "
+                        f"model's margin around it) to bound memory (default {DEFAULT_TILE})")
+    p.add_argument("-f", "--force", action="store_true", help="replace existing output files")
+    p.add_argument("--suffix", default="", metavar="TEXT",
+                   help="added to each output file name before its extension, e.g. _denoised")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="also read the sub-folders of folder inputs (mirrored under OUT)")
+    p.add_argument("--mkdir", action="store_true", help="create the output folder if missing")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
+    p.set_defaults(func=cmd_run)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to denoise: where it comes from and where its output goes."""
+
+    source: Path
+    target: Path
+
+
+def collect_inputs(inputs: Sequence[str], recursive: bool = False, *,
+                   exclude: Path | None = None) -> list[tuple[Path, Path]]:
+    """``(file, path relative to the output folder)`` for every input image.
+
+    A file input keeps its name; a folder input contributes its images (and, with
+    ``recursive``, those of its sub-folders under the same relative paths, except
+    hidden ones and the folder ``exclude``, the output). Raises ImageReadError for a
+    missing input or a folder without images.
+    """
+    from ..io import IMAGE_EXTENSIONS
+
+    found: list[tuple[Path, Path]] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_file():
+            found.append((path, Path(path.name)))
+        elif path.is_dir():
+            images = _folder_images(path, recursive, exclude)
+            if not images:
+                raise ImageReadError(f"no images in {path} (looked for {' '.join(IMAGE_EXTENSIONS)}"
+                                     f"{'' if recursive else '; pass --recursive for sub-folders'})")
+            found.extend(images)
+        else:
+            raise ImageReadError(f"no such file or folder: {path}")
+    return found
+
+
+def _folder_images(root: Path, recursive: bool, exclude: Path | None) -> list[tuple[Path, Path]]:
+    """The images of ``root`` (and of its sub-folders when ``recursive``), sorted."""
+    from ..io import list_images
+
+    folders = [root]
+    if recursive:
+        skip = exclude.resolve() if exclude is not None else None
+        folders += sorted(p for p in root.rglob("*") if p.is_dir()
+                          and not any(part.startswith(".") for part in p.relative_to(root).parts)
+                          and (skip is None or not p.resolve().is_relative_to(skip)))
+    return [(f, f.relative_to(root)) for folder in folders for f in list_images(folder)]
+
+
+def plan_jobs(inputs: Sequence[str], out: Path, *, suffix: str = "", recursive: bool = False,
+              force: bool = False) -> list[Job]:
+    """Match every input image with its output path and check the plan before any work.
+
+    Raises a DenoiseError when an input is missing, an output format cannot be written,
+    two inputs would write the same output, an output would replace its own input, or an
+    output exists and ``force`` is false.
+    """
+    from ..io import IMAGE_EXTENSIONS
+
+    if any(sep in suffix for sep in ("/", "\\")) or suffix in (".", ".."):
+        raise InputError(f"--suffix must not contain a path separator, got {suffix!r}")
+    jobs, seen = [], {}
+    for source, relative in collect_inputs(inputs, recursive, exclude=out):
+        ext = relative.suffix
+        if ext.lower() not in IMAGE_EXTENSIONS:
+            raise ImageWriteError(f"{source}: cannot write {ext or 'files without an extension'}; "
+                                  f"convert it to one of {' '.join(IMAGE_EXTENSIONS)} first")
+        target = out / relative.with_name(relative.stem + suffix + ext)
+        key = os.path.normcase(os.path.abspath(target))
+        if key in seen:
+            raise InputError(f"{seen[key]} and {source} would both write {target}; "
+                             "run them separately or use --suffix")
+        if os.path.normcase(os.path.abspath(source)) == key or (target.exists() and source.samefile(target)):
+            raise InputError(f"the output {target} would replace its input; choose another "
+                             "output folder or pass --suffix")
+        seen[key] = source
+        jobs.append(Job(source, target))
+    existing = [job.target for job in jobs if job.target.exists()]
+    if existing and not force:
+        what = f"{existing[0]} and {len(existing) - 1} more outputs exist" if len(existing) > 1 \
+            else f"{existing[0]} exists"
+        raise ImageWriteError(f"{what}; pass --force to replace")
+    return jobs
+
+
+def prepare_output_folder(out: Path, mkdir: bool) -> Path:
+    """Check (or with ``mkdir`` create) the output folder; raise ImageWriteError if unusable."""
+    if out.exists() and not out.is_dir():
+        raise ImageWriteError(f"the output {out} is not a folder")
+    if not out.exists():
+        if not mkdir:
+            raise ImageWriteError(f"output folder does not exist: {out}; create it or pass --mkdir")
+        try:
+            out.mkdir(parents=True)
+        except OSError as exc:
+            raise ImageWriteError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ImageWriteError(f"cannot write to the output folder {out}: permission denied")
+    return out
+
+
+def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: bool = False,
+                 progress: bool = False) -> str:
+    """Denoise one file with model ``name`` and write the result; return a one-line summary.
+
+    ``sigma`` is on the 0-255 scale (the command line's), or None to estimate it. The
+    output is written atomically and replaces an existing file only when ``force`` is true.
+    """
+    import torch
+
+    from ..inference import restore
+    from ..io import read_image, write_image
+
+    x, info = read_image(job.source)
+    result = restore(x, name, None if sigma is None else sigma / 255, tile=tile, device="cpu",
+                     progress=progress)
+    _make_parent(job.target)
+    write_image(job.target, result.output, info, overwrite=force)
+    how = "" if result.sigma is None else (
+        f", sigma {float(torch.as_tensor(result.sigma).flatten()[0]) * 255:.1f}"
+        + (" estimated" if result.sigma_estimated else ""))
+    return f"{job.source} -> {job.target} ({result.model}, {result.seconds:.1f} s{how})"
+
+
+def _make_parent(path: Path) -> None:
+    """Create the sub-folder of an output (recursive runs mirror their input folders)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageWriteError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``denoise run``: plan and check everything, then denoise file by file."""
+    from tqdm.auto import tqdm
+
+    from ..inference import check_model
+
+    check_model(args.model)
+    out = Path(args.out)
+    jobs = plan_jobs(args.inputs, out, suffix=args.suffix, recursive=args.recursive, force=args.force)
+    prepare_output_folder(out, args.mkdir)
+    show = not args.quiet
+    failures: list[tuple[Path, str]] = []
+    for job in tqdm(jobs, desc="denoise", unit="img", disable=None if show else True):
+        try:
+            line = denoise_file(job, args.model, args.sigma, tile=args.tile, force=args.force,
+                                progress=show)
+        except (DenoiseError, MemoryError) as exc:
+            reason = "out of memory; try a smaller --tile" if isinstance(exc, MemoryError) else exc
+            failures.append((job.source, one_line(reason)))
+            continue
+        if show:
+            tqdm.write(line)
+    return _report_failures(failures, len(jobs), out)
+
+
+def _report_failures(failures: list[tuple[Path, str]], total: int, out: Path) -> int:
+    if not failures:
+        return 0
+    for source, reason in failures:
+        error(reason if str(source) in reason else f"{source}: {reason}")
+    done = total - len(failures)
+    print(f"{PROG}: {len(failures)} of {total} images failed"
+          + (f"; the {done} others were written to {out}" if done > 1 else
+             f"; the other one was written to {out}" if done else ""), file=sys.stderr)
+    return 1
+
+

@@ -1,0 +1,226 @@
+"""THE way to run a model: every front-end (the API, ``denoise run``, bench, demo, the
+course API, the web page) calls :func:`restore`.
+
+One policy for everything:
+
+* **names** are parsed once (:func:`parse_model_name`): a registered name or "default"
+  (the shipped learned model for the image's channel count, else ``dct``), optionally
+  with the suffix ``+x8`` (the geometric self-ensemble);
+* **models** are created once per (name, device) and cached; the cached module is never
+  moved or changed by a caller;
+* **sigma** is on the 0-1 scale here and everywhere below (the 0-255 scale exists only
+  at the command line, on the web page and in noise specs). A model that uses a noise
+  level and gets none has it estimated once per image, from the whole image, before any
+  tiling (so all tiles of an image share it);
+* **tiling**: an image whose longer side exceeds ``tile`` pixels (default
+  :data:`DEFAULT_TILE`) runs in overlapping tiles of that size (:mod:`denoise.tiling`),
+  with the model's receptive field as overlap: the result equals the untiled one.
+  ``tile=None`` never tiles.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import InputError, MissingDependencyError, ModelError
+from .models.base import contract
+from .models.ensemble import SelfEnsemble
+from .models.registry import create_model, get_entry
+from .tiling import tiled
+from .utils import check_image, check_sigma
+
+#: The name that stands for the package's default model.
+DEFAULT = "default"
+#: The learned models "default" prefers, by channel count, when their weights ship.
+DEFAULT_LEARNED = {1: "n2n-unet-gray", 3: "n2n-unet-color"}
+#: The fallback when no learned weights ship: fast, training-free, any size.
+FALLBACK = "dct"
+#: The name suffix that asks for the self-ensemble over the eight flips and rotations.
+ENSEMBLE_SUFFIX = "+x8"
+#: Images with a longer side above this many pixels run in tiles unless told otherwise.
+DEFAULT_TILE = 1024
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """A model name, parsed: the registered (or "default") base and its options."""
+
+    base: str
+    ensemble: bool = False
+
+    def __str__(self) -> str:
+        return self.base + (ENSEMBLE_SUFFIX if self.ensemble else "")
+
+    def resolved(self, channels: int) -> "ModelName":
+        """The name with "default" replaced by the model it stands for."""
+        if self.base != DEFAULT:
+            return self
+        return ModelName(default_model_name(channels), self.ensemble)
+
+
+def parse_model_name(name: str | ModelName) -> ModelName:
+    """``"dct+x8"`` -> ModelName("dct", ensemble=True); InputError for a non-string."""
+    if isinstance(name, ModelName):
+        return name
+    if not isinstance(name, str) or not name:
+        raise InputError(f"a model name must be a non-empty string, got {name!r}")
+    if name.endswith(ENSEMBLE_SUFFIX):
+        return ModelName(name[: -len(ENSEMBLE_SUFFIX)], True)
+    return ModelName(name)
+
+
+def default_model_name(channels: int) -> str:
+    """The model "default" stands for with images of ``channels`` channels."""
+    name = DEFAULT_LEARNED.get(channels)
+    try:
+        if name is not None and get_entry(name).has_weights():
+            return name
+    except ModelError:  # the learned model is not registered in this build
+        pass
+    return FALLBACK
+
+
+def check_model(name: str | ModelName) -> ModelName:
+    """The parsed name; a one-line error when it is unknown or cannot run here (front-ends
+    call this before any work starts)."""
+    parsed = parse_model_name(name)
+    if parsed.base == DEFAULT:
+        return parsed
+    entry = get_entry(parsed.base)  # ModelError listing the known names
+    reasons = entry.missing()
+    if reasons:
+        kind = MissingDependencyError if entry.missing_extras() else ModelError
+        raise kind(f"model {parsed.base!r} cannot run here: {'; '.join(reasons)} "
+                   "('denoise models' lists the ready ones)")
+    return parsed
+
+
+def supports_channels(name: str | ModelName, channels: int) -> bool:
+    """Whether model ``name`` takes images with ``channels`` channels ("default" always does)."""
+    parsed = parse_model_name(name)
+    fixed = None if parsed.base == DEFAULT else get_entry(parsed.base).channels
+    return fixed is None or fixed == channels
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto": CUDA, else MPS, else the CPU; a named device must be available."""
+    if isinstance(device, torch.device):
+        return device
+    text = "auto" if device is None else str(device).strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} is not available here (no CUDA); use --device cpu or auto")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError(f"device {device!r} is not available here (no MPS); use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unsupported device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    return dev
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(name: ModelName, device: str) -> nn.Module:
+    net = create_model(name.base).to(device)
+    return SelfEnsemble(net) if name.ensemble else net
+
+
+def load(name: str | ModelName, channels: int, device: str | torch.device | None = "cpu"
+         ) -> tuple[ModelName, nn.Module]:
+    """``(resolved name, ready model)`` for images of ``channels`` channels; created once
+    per name and device. Do not move or modify the returned module: it is shared."""
+    parsed = parse_model_name(name).resolved(channels)
+    if not supports_channels(parsed, channels):
+        kind = "gray" if channels == 1 else "color"
+        raise InputError(f"model {str(parsed)!r} does not take {kind} images; "
+                         "choose another one (see 'denoise models')")
+    check_model(parsed)
+    return parsed, _cached(parsed, str(resolve_device(device)))
+
+
+@dataclass
+class Restored:
+    """What :func:`restore` returns."""
+
+    output: torch.Tensor  # (N, C, scale*H, scale*W), clamped to [0, 1]
+    model: str  # the model that ran ("default" resolved, "+x8" kept)
+    sigma: torch.Tensor | float | None  # the noise level used (0-1 scale); None: blind model
+    sigma_estimated: bool  # True when sigma was estimated here
+    seconds: float  # wall time of the model's forward passes
+    tiled: bool
+
+
+def _check_tile(tile) -> None:
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+        raise InputError(f"tile must be a positive number of pixels or None, got {tile!r}")
+
+
+def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
+            sigma: float | torch.Tensor | None = None, *, tile: int | None = DEFAULT_TILE,
+            device: str | torch.device | None = None, progress: bool = False) -> Restored:
+    """Run a model on images with the package's one policy (see the module docstring).
+
+    Args:
+        x: float32 (N, C, H, W), C = 1 or 3, values in [0, 1].
+        model: a registered name ("+x8" allowed), "default", or a module with the model
+            contract (:class:`denoise.models.base.Restorer`).
+        sigma: noise level on the 0-1 scale (a number, one per image, or a noise map for
+            models that take one); None: estimated for models that use it.
+        tile: tile images whose longer side exceeds this; None: never.
+        device: "auto", "cpu", "cuda", "mps" or a torch.device; None: the device of ``x``
+            for a module, else "auto".
+        progress: a progress bar over the tiles.
+    """
+    check_image(x)
+    _check_tile(tile)
+    if isinstance(model, nn.Module):
+        name, net = type(model).__name__, model
+        dev = torch.device(device) if device is not None else x.device
+    else:
+        dev = resolve_device(device)
+        parsed, net = load(model, x.shape[1], dev)
+        name = str(parsed)
+    c = contract(net)
+    estimated = False
+    if not (isinstance(sigma, torch.Tensor) and sigma.dim() == 4):
+        sigma = check_sigma(sigma)
+    if not c.uses_sigma:
+        sigma = None
+    elif sigma is None:
+        from .estimate import estimate_sigma
+
+        sigma, estimated = estimate_sigma(x), True
+    inp = x.to(dev)
+    if isinstance(sigma, torch.Tensor):
+        sigma = sigma.to(dev)
+    use_tiles = tile is not None and max(x.shape[-2:]) > tile
+    with torch.inference_mode():
+        start = time.perf_counter()
+        y = tiled(net, inp, sigma, tile=tile, overlap=c.receptive_field, scale=c.scale,
+                  progress=progress) if use_tiles else net(inp, sigma)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        seconds = time.perf_counter() - start
+        y = y.clamp_(0.0, 1.0).to(x.device)
+    return Restored(y, name, sigma.cpu() if isinstance(sigma, torch.Tensor) else sigma, estimated,
+                    seconds, use_tiles)
+
+
+def denoise(x: torch.Tensor, model: str | nn.Module = DEFAULT, sigma: float | torch.Tensor | None = None,
+            *, tile: int | None = DEFAULT_TILE, device: str | torch.device | None = None) -> torch.Tensor:
+    """Denoise images (the public one-call API; see :func:`restore` for the arguments).
+
+    Returns the restored images, shaped like ``x`` (times the model's scale), in [0, 1].
+    """
+    return restore(x, model, sigma, tile=tile, device=device).output

@@ -1,0 +1,213 @@
+"""Training configuration: every option of a run, its help line, and the learning-rate
+schedules (pure functions of the step and the planned total)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from .losses import loss_for_noise
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Paths may be relative to the working folder."""
+
+    # model
+    model: str = "n2n-unet"
+    model_kwargs: dict = field(default_factory=dict)
+    # data: "folder" (clean images + noise), "pairs" (noisy pair images), "pkl" (EE-559 pairs)
+    data: str = "folder"
+    train_dir: str | None = None
+    target_dir: str | None = None
+    input_suffix: str = ""
+    target_suffix: str = ""
+    pkl: str | None = None
+    gray: bool | None = None
+    noise: str = "gaussian:0-50"
+    target: str = "noisy"
+    swap: bool = True
+    val_count: int = 20
+    val_noise: str | None = None
+    val_crop: int | None = None
+    # optimisation
+    crop: int | None = 64
+    batch_size: int = 16
+    steps: int = 10000
+    stop_at: int | None = None
+    lr: float = 3e-4
+    schedule: str = "rampdown"
+    rampdown: float = 0.3
+    warmup: int = 0
+    beta1: float = 0.9
+    beta2: float = 0.99
+    loss: str = "auto"
+    l0_floor: float = 0.1
+    seed: int = 0
+    # run
+    out: str = "runs/train"
+    checkpoint_every: int = 500
+    val_every: int | None = None
+    log_every: int = 10
+    device: str = "auto"
+    threads: int | None = None
+    channels_last: bool = False
+    amp: str = "none"
+    compile: bool = False
+    progress: bool = True
+    plot: bool = True
+
+    # Fields that may change when a run is resumed (run control and data locations).
+    RESUMABLE = ("steps", "stop_at", "out", "checkpoint_every", "val_every", "log_every", "device",
+                 "threads", "progress", "plot", "train_dir", "target_dir", "pkl", "compile")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"unknown training option(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"config file not found: {path}") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read config {path}: {exc}") from None
+        if not isinstance(d, dict):
+            raise InputError(f"config {path} must hold a JSON object of training options")
+        d.pop("_comment", None)
+        return cls.from_dict(d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Raise InputError for an option out of range."""
+        checks = [
+            (self.data in ("folder", "pairs", "pkl"), "data must be 'folder', 'pairs' or 'pkl'"),
+            (self.target in ("noisy", "clean"), "target must be 'noisy' or 'clean'"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {sorted(SCHEDULES)}"),
+            (self.amp in ("none", "bf16"), "amp must be 'none' or 'bf16'"),
+            (self.steps > 0 and self.batch_size > 0, "steps and batch_size must be positive"),
+            (self.checkpoint_every > 0 and self.log_every > 0, "checkpoint_every and log_every must be positive"),
+            (self.lr > 0, "lr must be positive"),
+            (0 <= self.rampdown <= 1, "rampdown must be a fraction in [0, 1]"),
+            (self.crop is None or self.crop >= 8, "crop must be at least 8 pixels (or null for whole images)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise InputError(f"bad training config: {msg}")
+        needed = {"folder": "train_dir", "pairs": "train_dir", "pkl": "pkl"}[self.data]
+        if getattr(self, needed) is None:
+            raise InputError(f"data={self.data!r} needs {needed}; pass --{needed.replace('_', '-')}")
+
+    def loss_name(self) -> str:
+        if self.loss != "auto":
+            return self.loss
+        if self.data != "folder" or self.target == "clean":
+            return "l2"
+        from .data import noise_kind
+
+        return loss_for_noise(noise_kind(self.noise))
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """Options (other than RESUMABLE ones) whose values differ, as 'name: a -> b'."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} (checkpoint) vs {b[k]!r} (now)" for k in a
+                if k not in self.RESUMABLE and a[k] != b.get(k)]
+
+
+#: One line of help per option (the command line shows them).
+OPTION_HELP = {
+    "model": "registered model name (n2n-unet, n2n-unet-gray, n2n-unet-color, unet-small, ...)",
+    "model_kwargs": "extra keyword arguments of the model factory, e.g. {\"features\": 32}",
+    "data": "folder (clean images + noise), pairs (noisy pair images) or pkl (EE-559 pair file)",
+    "train_dir": "folder of training images (data=folder), or of the input views (data=pairs)",
+    "target_dir": "folder of the target views, matched by name (data=pairs; omit for a naming rule)",
+    "input_suffix": "name-stem suffix of input views, e.g. _a (naming rule for data=pairs)",
+    "target_suffix": "name-stem suffix of target views, e.g. _b (naming rule for data=pairs)",
+    "pkl": ".pkl file holding two uint8 tensors (N, 3, 32, 32) (data=pkl)",
+    "gray": "train on gray (true) or RGB (false) images; default: gray if all images are gray",
+    "noise": "noise model spec (denoise.noise), e.g. gaussian:0-50 (a sigma range is blind, per image)",
+    "target": "noisy (Noise2Noise: an independent noise draw) or clean targets (data=folder)",
+    "swap": "swap input and target views at random (data=pairs, pkl)",
+    "val_count": "number of images/pairs held out (the last ones, sorted) for validation",
+    "val_noise": "noise spec for validation (default: the training noise, a sigma range at its midpoint)",
+    "val_crop": "center crop of validation images (pixels; null: whole images)",
+    "crop": "side of the random training crops (null: whole images)",
+    "batch_size": "global batch size (split across processes under torchrun)",
+    "steps": "total steps; the schedule is defined on it (may grow on --resume)",
+    "stop_at": "stop at this step without changing the schedule",
+    "lr": "peak Adam learning rate",
+    "schedule": "learning-rate schedule: rampdown (constant, then cosine to 0), cosine or constant",
+    "rampdown": "fraction of the steps over which rampdown decays the rate",
+    "warmup": "steps of linear learning-rate warm-up",
+    "beta1": "Adam beta1",
+    "beta2": "Adam beta2",
+    "loss": "l2, l1, l0 (annealed), masked_l2, or auto (matched to the noise)",
+    "l0_floor": "final exponent of the annealed L0 loss (> 0)",
+    "seed": "seed of model initialisation, crops and noise",
+    "out": "run folder (checkpoint.pt, config.json, log.csv, curves.png)",
+    "checkpoint_every": "steps between checkpoints (one is also written at exit)",
+    "val_every": "steps between validations (default: checkpoint_every)",
+    "log_every": "steps per log.csv row (mean loss over the window)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "threads": "torch CPU threads (default: torch's choice)",
+    "channels_last": "channels-last memory layout (faster convolutions on some CPUs)",
+    "amp": "none or bf16 (bfloat16 autocast)",
+    "compile": "torch.compile the model",
+    "progress": "show a progress bar (loss, validation PSNR, images/s)",
+    "plot": "redraw curves.png at each checkpoint",
+}
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def _cosine(p: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(p, 0.0), 1.0)))
+
+
+SCHEDULES = {
+    "constant": lambda p, frac: 1.0,
+    "cosine": lambda p, frac: _cosine(p),
+    # constant, then a cosine ramp to 0 over the last ``frac`` of training (Noise2Noise)
+    "rampdown": lambda p, frac: 1.0 if p < 1.0 - frac or frac == 0 else _cosine((p - (1.0 - frac)) / frac),
+}
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """The learning rate for the update that follows ``step`` completed steps."""
+    factor = SCHEDULES[config.schedule](step / config.steps, config.rampdown)
+    if config.warmup > 0:
+        factor *= min(1.0, (step + 1) / config.warmup)
+    return config.lr * factor
+
+
+# --------------------------------------------------------------------------- data and model
+
+
+def default_val_noise(config: TrainConfig) -> str:
+    """The validation noise spec: ``val_noise``, else the training noise, with a Gaussian
+    sigma range (blind training) replaced by its midpoint."""
+    from ..noise import Gaussian, parse_noise
+
+    if config.val_noise is not None:
+        return config.val_noise
+    noise = parse_noise(config.noise)
+    if isinstance(noise, Gaussian) and isinstance(noise.sigma, tuple):
+        mid = 255 * sum(noise.sigma) / 2
+        return f"gaussian:{mid:g}" + (":clip" if noise.clip else "")
+    return config.noise
+
+
