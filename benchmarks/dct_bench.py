@@ -1,6 +1,6 @@
 """The sliding-window DCT denoiser against BM3D: PSNR on the standard sets and speed.
 
-Two runs under the protocol of ``denoise bench`` (:data:`denoise.bench.PROTOCOL`: unclipped
+Two runs under the protocol of ``denoise bench`` (:data:`denoise.evaluation.bench.PROTOCOL`: unclipped
 AWGN seeded per image, true sigma given, outputs clipped, mean per-image PSNR):
 
 1. ``dct`` and ``bm3d`` on the same images (the first ``--bm3d-max-images`` of each set,

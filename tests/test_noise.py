@@ -158,13 +158,13 @@ def test_text_draws_different_strings_per_image(generator):
 def test_text_font_sizes_fixed_in_pixels_or_scaled_to_the_image(generator, monkeypatch, size, side, low, high):
     """Fixed sizes are the same on a training crop and a whole image; the default scales."""
     asked = []
-    font = nz._font
+    font = nz.text._font
 
     def spy(px):
         asked.append(px)
         return font(px)
 
-    monkeypatch.setattr(nz, "_font", spy)
+    monkeypatch.setattr(nz.text, "_font", spy)
     noisy = Text(0.25, size=size)(torch.full((1, 3, side, side), 0.5), generator)
     assert asked and low <= min(asked) and max(asked) <= high
     assert max(asked) - min(asked) > (high - low) / 3  # sizes spread over the range

@@ -22,10 +22,8 @@ TIFFs are not supported (each raises a one-line error saying so).
 """
 from __future__ import annotations
 
-import struct
 import sys
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +31,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .encoders import _encode_png16, _save_tiff16
 from .errors import (
     DenoiseError,
     ImageReadError,
     ImageWriteError,
     InputError,
-    MissingDependencyError,
 )
 from .utils import atomic_path, check_image
 
@@ -361,54 +359,6 @@ def _save(pixels: np.ndarray, target: Path, fmt: str, depth: int, quality: int) 
     else:
         Image.fromarray(pixels).save(target, format=fmt)
 
-
-def _save_tiff16(pixels: np.ndarray, target: Path) -> None:
-    if pixels.shape[-1] == 2:
-        raise ImageWriteError("16-bit gray with alpha cannot be written as TIFF here; "
-                              "write .png, or pass bit_depth=8")
-    try:
-        import tifffile
-    except ImportError:
-        raise MissingDependencyError("writing 16-bit colour TIFF needs tifffile: "
-                                     "pip install tifffile") from None
-    extra = {"extrasamples": ["unassalpha"]} if pixels.shape[-1] == 4 else {}
-    tifffile.imwrite(target, pixels, photometric="rgb", **extra)
-
-
-def _encode_png16(pixels: np.ndarray) -> bytes:
-    """A 16-bit PNG (gray, gray + alpha, RGB or RGBA) from a uint16 array (H, W[, C])."""
-    height, width = pixels.shape[:2]
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    rows = pixels.astype(">u2").reshape(height, width * channels).view(np.uint8)
-    filtered = _paeth_filter(rows, bytes_per_pixel=2 * channels)
-    scanlines = np.concatenate([np.full((height, 1), 4, np.uint8), filtered], axis=1)
-    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6)) + _png_chunk(b"IEND", b""))
-
-
-def _paeth_filter(rows: np.ndarray, bytes_per_pixel: int) -> np.ndarray:
-    """PNG filter type 4 (Paeth) applied to every scanline of a (H, row bytes) uint8 array."""
-    x = rows.astype(np.int16)
-    left = np.zeros_like(x)
-    left[:, bytes_per_pixel:] = x[:, :-bytes_per_pixel]
-    up = np.zeros_like(x)
-    up[1:] = x[:-1]
-    up_left = np.zeros_like(x)
-    up_left[1:, bytes_per_pixel:] = x[:-1, :-bytes_per_pixel]
-    estimate = left + up - up_left
-    d_left, d_up, d_up_left = np.abs(estimate - left), np.abs(estimate - up), np.abs(estimate - up_left)
-    predictor = np.where((d_left <= d_up) & (d_left <= d_up_left), left,
-                         np.where(d_up <= d_up_left, up, up_left))
-    return ((x - predictor) & 0xFF).astype(np.uint8)
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-# ----------------------------------------------------------------------------- folders, colour
 
 def list_images(folder) -> list[Path]:
     """The image files (suffixes in :data:`IMAGE_EXTENSIONS`, any case) of ``folder``, sorted by name.

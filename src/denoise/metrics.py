@@ -1,9 +1,9 @@
 """Image quality metrics, one value per image: PSNR, SSIM and the residual's spread.
 
 All take two batches ``(N, C, H, W)`` of the same shape and return a tensor ``(N,)`` in
-the inputs' dtype; sums run in float64. ``data_range`` is explicit: the distance between
-the darkest and the brightest possible value (1.0 for images in [0, 1], 255 for 8-bit
-levels). A set's score is the mean of its per-image values.
+the inputs' dtype; sums run in float64. ``data_range`` is the distance between the
+darkest and the brightest possible value: 1.0 by default, the library's images being in
+[0, 1]; pass 255 for 8-bit levels. A set's score is the mean of its per-image values.
 
 The metrics measure what they are given: clip and quantise the outputs first
 (:func:`denoise.io.quantize`) to score the images as saved to 8-bit files.

@@ -1,12 +1,12 @@
 """Command line for training: ``denoise train`` and ``denoise export-weights``.
 
 ``denoise train --config FILE [--option VALUE ...]`` trains with the options of a JSON
-config file, overridden by flags (one flag per :class:`denoise.train.TrainConfig` field,
+config file, overridden by flags (one flag per :class:`denoise.training.TrainConfig` field,
 ``--batch-size 32``, ``--no-progress``, ...). ``--resume`` continues the run in ``--out``.
 ``denoise export-weights RUN_DIR NAME`` turns a run's checkpoint into shipped weights.
 
-Also runnable on its own (``python -m denoise.train_cli train ...``), and under
-``torchrun --nproc_per_node=N -m denoise.train_cli train ...`` for DistributedDataParallel.
+Under ``torchrun --nproc_per_node=N -m denoise train ...`` the run uses
+DistributedDataParallel.
 """
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ import json
 import shlex
 import sys
 from pathlib import Path
-
-from ..errors import DenoiseError
 
 _SKIP = {"model_kwargs"}
 
@@ -94,9 +92,9 @@ def _train_argv(argv: list[str]) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..training import Trainer
-
     import torch
+
+    from ..training import Trainer
 
     config = config_from_args(args)
     if config.threads:
@@ -142,21 +140,3 @@ def register(subparsers) -> None:
     e.add_argument("--note", default=None, help="free text for the model card's 'note' (for "
                    "instance the learning-rate history of a run resumed with other step counts)")
     e.set_defaults(func=run_export)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denoise.train_cli")
-    register(parser.add_subparsers(dest="command_name", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except DenoiseError as exc:
-        print(f"denoise: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("denoise: interrupted; the checkpoint was saved: continue with --resume", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

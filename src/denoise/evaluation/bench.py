@@ -159,7 +159,7 @@ def load_test_set(spec: str, *, gray: bool = False, max_images: int | None = Non
     """Load a test set as ``(label, [(image name, clean image (1, C, H, W)), ...])``.
 
     ``spec`` is a folder or the name of a set under the data root (see
-    :func:`denoise.datasets.load_set`). The label is the set's name, which selects the
+    :func:`denoise.evaluation.testsets.load_set`). The label is the set's name, which selects the
     published figures, marked when the images are not the published set: color ones
     converted to gray, or only the first ``max_images`` images.
     """

@@ -2,7 +2,7 @@
 
 ``denoise demo`` scales a few bundled photos down (which keeps the slow methods short:
 BM3D, the slowest, takes seconds per photo), adds Gaussian noise from a fixed seed with the benchmark's
-protocol (:mod:`denoise.bench`: unclipped noise, the true sigma given to the models,
+protocol (:mod:`denoise.evaluation.bench`: unclipped noise, the true sigma given to the models,
 outputs clipped and not quantised), runs every available model, and writes
 
 * ``results.md`` and ``results.json``: PSNR, SSIM and seconds of every method,
@@ -118,7 +118,7 @@ def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: flo
     """Run the demo and write its files into ``out`` (created if missing); see the module doc.
 
     ``models`` defaults to every available model; ``sigma`` is on the 0-255 scale; the
-    noise of photo ``i`` comes from seed ``seed + i`` (:func:`denoise.bench.add_noise`).
+    noise of photo ``i`` comes from seed ``seed + i`` (:func:`denoise.evaluation.bench.add_noise`).
     """
     from tqdm.auto import tqdm
 

@@ -206,8 +206,7 @@ def default_val_noise(config: TrainConfig) -> str:
         return config.val_noise
     noise = parse_noise(config.noise)
     if isinstance(noise, Gaussian) and isinstance(noise.sigma, tuple):
-        mid = 255 * sum(noise.sigma) / 2
-        return f"gaussian:{mid:g}" + (":clip" if noise.clip else "")
+        return Gaussian(sum(noise.sigma) / 2, clip=noise.clip).spec
     return config.noise
 
 

@@ -62,7 +62,7 @@ CHECKPOINT_FORMAT = 1
 
 def folder_data(config: TrainConfig, images: list[torch.Tensor]):
     """The data=folder source of ``config`` on already loaded clean ``images`` (sorted by
-    name, as :func:`denoise.data.load_folder` returns them): the last ``val_count`` are
+    name, as :func:`denoise.training.data.load_folder` returns them): the last ``val_count`` are
     held out. Several runs on one folder (a benchmark) load it once and share it."""
     from . import data as D
 
@@ -74,7 +74,7 @@ def folder_data(config: TrainConfig, images: list[torch.Tensor]):
 
 
 def build_data(config: TrainConfig):
-    """The training data source described by ``config`` (see :mod:`denoise.data`)."""
+    """The training data source described by ``config`` (see :mod:`denoise.training.data`)."""
     from . import data as D
 
     if config.data == "folder":
