@@ -186,7 +186,7 @@ def test_pair_folders_train(tmp_path):
 def test_bad_options_and_channel_mismatch(folder, tmp_path):
     with pytest.raises(InputError, match="schedule"):
         Trainer(_config(folder, tmp_path / "r", schedule="linear"))
-    with pytest.raises(InputError, match="needs pkl"):
+    with pytest.raises(InputError, match="needs --pkl"):
         Trainer(_config(folder, tmp_path / "r", data="pkl"))
     with pytest.raises(InputError, match="for 3-channel images but the data has 1"):
         Trainer(_config(folder, tmp_path / "r", model="n2n-unet-color", model_kwargs={}))

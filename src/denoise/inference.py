@@ -3,9 +3,10 @@ course API, the web page) calls :func:`restore`.
 
 One policy for everything:
 
-* **names** are parsed once (:func:`parse_model_name`): a registered name or "default"
-  (the shipped learned model for the image's channel count, else ``dct``), optionally
-  with the suffix ``+x8`` (the geometric self-ensemble);
+* **names** are parsed once (:func:`parse_model_name`): a registered name, a user model
+  (:mod:`denoise.models.user`), a path (weights with their card, a run folder or a
+  checkpoint) or "default" (the shipped learned model for the image's channel count, else
+  ``dct``), optionally with the suffix ``+x8`` (the geometric self-ensemble);
 * **models** are created once per (name, device) and cached; the cached module is never
   moved or changed by a caller;
 * **sigma** is on the 0-1 scale here and everywhere below (the 0-255 scale exists only
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,7 @@ from .errors import InputError, MissingDependencyError, ModelError
 from .models.base import contract
 from .models.ensemble import SelfEnsemble
 from .models.registry import create_model, get_entry
+from .models.user import looks_like_path, model_from_path
 from .tiling import tiled
 from .utils import check_image, check_sigma
 
@@ -90,6 +93,9 @@ def check_model(name: str | ModelName) -> ModelName:
     parsed = parse_model_name(name)
     if parsed.base == DEFAULT:
         return parsed
+    if looks_like_path(parsed.base):
+        _cached(ModelName(parsed.base), "cpu")  # a one-line error if it cannot be loaded
+        return parsed
     entry = get_entry(parsed.base)  # ModelError listing the known names
     reasons = entry.missing()
     if reasons:
@@ -102,7 +108,12 @@ def check_model(name: str | ModelName) -> ModelName:
 def supports_channels(name: str | ModelName, channels: int) -> bool:
     """Whether model ``name`` takes images with ``channels`` channels ("default" always does)."""
     parsed = parse_model_name(name)
-    fixed = None if parsed.base == DEFAULT else get_entry(parsed.base).channels
+    if parsed.base == DEFAULT:
+        return True
+    if looks_like_path(parsed.base):
+        fixed = getattr(_cached(ModelName(parsed.base), "cpu"), "channels", None)
+    else:
+        fixed = get_entry(parsed.base).channels
     return fixed is None or fixed == channels
 
 
@@ -132,7 +143,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 @functools.lru_cache(maxsize=8)
 def _cached(name: ModelName, device: str) -> nn.Module:
-    net = create_model(name.base).to(device)
+    if looks_like_path(name.base):
+        net = model_from_path(name.base)[1].to(device)
+    else:
+        net = create_model(name.base).to(device)
     return SelfEnsemble(net) if name.ensemble else net
 
 
@@ -168,7 +182,8 @@ def _check_tile(tile) -> None:
 
 def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
             sigma: float | torch.Tensor | None = None, *, tile: int | None = DEFAULT_TILE,
-            device: str | torch.device | None = None, progress: bool = False) -> Restored:
+            device: str | torch.device | None = None, progress: bool = False,
+            warn_ignored_sigma: bool = True, callback=None) -> Restored:
     """Run a model on images with the package's one policy (see the module docstring).
 
     Args:
@@ -181,6 +196,9 @@ def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
         device: "auto", "cpu", "cuda", "mps" or a torch.device; None: the device of ``x``
             for a module, else "auto".
         progress: a progress bar over the tiles.
+        warn_ignored_sigma: warn when a sigma is given to a model blind to it.
+        callback: called as ``callback(done, total)`` after each tile (an untiled run is
+            one tile); an exception it raises stops the run (how a front-end cancels).
     """
     check_image(x)
     _check_tile(tile)
@@ -196,6 +214,9 @@ def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
     if not (isinstance(sigma, torch.Tensor) and sigma.dim() == 4):
         sigma = check_sigma(sigma)
     if not c.uses_sigma:
+        if sigma is not None and warn_ignored_sigma:
+            warnings.warn(f"model {name} is blind to the noise level: the sigma given is ignored",
+                          stacklevel=2)
         sigma = None
     elif sigma is None:
         from .estimate import estimate_sigma
@@ -207,8 +228,13 @@ def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
     use_tiles = tile is not None and max(x.shape[-2:]) > tile
     with torch.inference_mode():
         start = time.perf_counter()
-        y = tiled(net, inp, sigma, tile=tile, overlap=c.receptive_field, scale=c.scale,
-                  progress=progress) if use_tiles else net(inp, sigma)
+        if use_tiles:
+            y = tiled(net, inp, sigma, tile=tile, overlap=c.receptive_field, scale=c.scale,
+                      progress=progress, callback=callback)
+        else:
+            y = net(inp, sigma)
+            if callback is not None:
+                callback(1, 1)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - start

@@ -66,7 +66,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False, error: type
     if not folder.is_dir():
         raise error(f"output folder does not exist: {folder}")
     if path.exists() and not overwrite:
-        raise error(f"{path} exists; pass --force (overwrite=True) to replace it")
+        raise error(f"{path} exists; pass overwrite=True to replace it")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=folder)
     except OSError as exc:

@@ -21,11 +21,11 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import DenoiseError
-from . import ee559, evaluate, models, run, train
+from . import ee559, evaluate, models, run, serve, train
 from .args import PROG, error, one_line
 
 #: The modules adding subcommands, in the order of ``denoise --help``.
-COMMANDS = (run, evaluate, models, train, ee559)
+COMMANDS = (run, evaluate, models, train, ee559, serve)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # the reader went away (denoise models | head): not an error
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -17,12 +17,14 @@ def register(sub) -> None:
 
 def model_status(entry) -> dict:
     """What ``denoise models`` says about one registry entry, as a JSON-ready dict."""
-    kind = entry.kind if entry.kind != "learned" or entry.pretrained else "architecture"
+    kind = "user" if entry.user else (entry.kind if entry.kind != "learned" or entry.pretrained
+                                      else "architecture")
     return {"name": entry.name, "kind": kind, "available": entry.available(),
             "status": "; ".join(entry.missing()) or "ready",
             "weights_shipped": entry.has_weights() if entry.kind == "learned" else None,
             "missing_extras": entry.missing_extras(), "description": entry.description,
-            "card": entry.card() if entry.pretrained else None}
+            "card": entry.card() if entry.pretrained else None,
+            "weights": str(entry.weights_path) if entry.pretrained else None}
 
 
 def card_summary(card: dict | None) -> str:
@@ -56,17 +58,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     """``denoise models``: a table (or JSON) of the registry."""
     import json
 
-    from ..evaluation.report import markdown_table
     from ..inference import ENSEMBLE_SUFFIX as SUFFIX
     from ..models.registry import list_models
+    from ..models.user import user_models_dir
 
     statuses = [model_status(e) for e in list_models()]
     if args.json:
         print(json.dumps(statuses, indent=2))
         return 0
-    print(markdown_table(["model", "kind", "status", "description"],
-                         [[s["name"], s["kind"], s["status"], s["description"]] for s in statuses],
-                         align="llll"))
+    print(text_table(["model", "kind", "status", "description"],
+                     [[s["name"], s["kind"], s["status"], s["description"]] for s in statuses]))
     cards = [(s["name"], card_summary(s["card"])) for s in statuses if s["card"]]
     if cards:
         print("\nModel cards:")
@@ -74,5 +75,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"  {name}: {summary}")
     print(f"\nAny name + '{SUFFIX}' (e.g. default{SUFFIX}): the model averaged over the 8 flips and "
           "rotations of the image, 8x the time.")
+    print(f"Your own models (kind 'user'): {user_models_dir()} ($DENOISE_MODELS); "
+          "'denoise export-weights RUN NAME' puts them there. A path to weights or to a "
+          "training run folder also works as a model name.")
     return 0
 
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned table for the terminal (no markdown escapes)."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])

@@ -49,6 +49,14 @@ def register(sub) -> None:
     p.add_argument("-r", "--recursive", action="store_true",
                    help="also read the sub-folders of folder inputs (mirrored under OUT)")
     p.add_argument("--mkdir", action="store_true", help="create the output folder if missing")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                   help="where the model runs (default auto: CUDA, else MPS, else the CPU)")
+    p.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
+                   help="process only shard K of N (1 <= K <= N): a fixed share of the files, chosen "
+                        "by a hash of their output path, so N jobs (a job array, torchrun) share a "
+                        "folder without coordination")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="skip inputs whose output exists (to resume an interrupted run)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
     p.set_defaults(func=cmd_run)
 
@@ -102,7 +110,8 @@ def _folder_images(root: Path, recursive: bool, exclude: Path | None) -> list[tu
 
 
 def plan_jobs(inputs: Sequence[str], out: Path, *, suffix: str = "", recursive: bool = False,
-              force: bool = False) -> list[Job]:
+              force: bool = False, skip_existing: bool = False,
+              shard: tuple[int, int] | None = None) -> list[Job]:
     """Match every input image with its output path and check the plan before any work.
 
     Raises a DenoiseError when an input is missing, an output format cannot be written,
@@ -129,12 +138,36 @@ def plan_jobs(inputs: Sequence[str], out: Path, *, suffix: str = "", recursive: 
                              "output folder or pass --suffix")
         seen[key] = source
         jobs.append(Job(source, target))
+    if shard is not None:
+        jobs = [job for job in jobs if in_shard(job.target.relative_to(out), *shard)]
+    if skip_existing:
+        jobs = [job for job in jobs if not job.target.exists()]
     existing = [job.target for job in jobs if job.target.exists()]
     if existing and not force:
         what = f"{existing[0]} and {len(existing) - 1} more outputs exist" if len(existing) > 1 \
             else f"{existing[0]} exists"
-        raise ImageWriteError(f"{what}; pass --force to replace")
+        raise ImageWriteError(f"{what}; pass --force to replace, or --skip-existing to skip")
     return jobs
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """``K/N`` with 1 <= K <= N."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 2/8, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"shard K/N needs 1 <= K <= N, got {text}")
+    return k, n
+
+
+def in_shard(relative: Path, k: int, n: int) -> bool:
+    """Whether the output ``relative`` (to the output folder) belongs to shard ``k`` of ``n``:
+    a hash of the path, so the split does not depend on which other files exist."""
+    import hashlib
+
+    digest = hashlib.sha256(relative.as_posix().encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n == k - 1
 
 
 def prepare_output_folder(out: Path, mkdir: bool) -> Path:
@@ -154,7 +187,7 @@ def prepare_output_folder(out: Path, mkdir: bool) -> Path:
 
 
 def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: bool = False,
-                 progress: bool = False) -> str:
+                 progress: bool = False, device: str = "cpu") -> str:
     """Denoise one file with model ``name`` and write the result; return a one-line summary.
 
     ``sigma`` is on the 0-255 scale (the command line's), or None to estimate it. The
@@ -166,7 +199,7 @@ def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: 
     from ..io import read_image, write_image
 
     x, info = read_image(job.source)
-    result = restore(x, name, None if sigma is None else sigma / 255, tile=tile, device="cpu",
+    result = restore(x, name, None if sigma is None else sigma / 255, tile=tile, device=device,
                      progress=progress)
     _make_parent(job.target)
     write_image(job.target, result.output, info, overwrite=force)
@@ -188,18 +221,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``denoise run``: plan and check everything, then denoise file by file."""
     from tqdm.auto import tqdm
 
-    from ..inference import check_model
+    from ..inference import check_model, resolve_device
 
     check_model(args.model)
+    device = resolve_device(args.device)
     out = Path(args.out)
-    jobs = plan_jobs(args.inputs, out, suffix=args.suffix, recursive=args.recursive, force=args.force)
+    jobs = plan_jobs(args.inputs, out, suffix=args.suffix, recursive=args.recursive, force=args.force,
+                     skip_existing=args.skip_existing, shard=args.shard)
     prepare_output_folder(out, args.mkdir)
     show = not args.quiet
+    if show:
+        part = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+        print(f"{len(jobs)} image(s){part}, model {args.model}, device {device}")
     failures: list[tuple[Path, str]] = []
     for job in tqdm(jobs, desc="denoise", unit="img", disable=None if show else True):
         try:
             line = denoise_file(job, args.model, args.sigma, tile=args.tile, force=args.force,
-                                progress=show)
+                                progress=show, device=str(device))
         except (DenoiseError, MemoryError) as exc:
             reason = "out of memory; try a smaller --tile" if isinstance(exc, MemoryError) else exc
             failures.append((job.source, one_line(reason)))

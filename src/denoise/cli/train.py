@@ -3,7 +3,8 @@
 ``denoise train --config FILE [--option VALUE ...]`` trains with the options of a JSON
 config file, overridden by flags (one flag per :class:`denoise.training.TrainConfig` field,
 ``--batch-size 32``, ``--no-progress``, ...). ``--resume`` continues the run in ``--out``.
-``denoise export-weights RUN_DIR NAME`` turns a run's checkpoint into shipped weights.
+``denoise export-weights RUN_DIR NAME`` turns a run's checkpoint into weights and a
+model card in the user model folder (usable at once: ``denoise run -m NAME``).
 
 Under ``torchrun --nproc_per_node=N -m denoise train ...`` the run uses
 DistributedDataParallel.
@@ -17,6 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
+PROG = "denoise"
 _SKIP = {"model_kwargs"}
 
 
@@ -64,7 +66,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
             continue
         kind, fn = _value_type(f.type)
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{OPTION_HELP[f.name]} (default: {default})"
+        help_text = OPTION_HELP[f.name]
+        if "default" not in help_text:
+            help_text += f" (default: {default})"
         if kind == "bool":
             p.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                            default=None, help=help_text)
@@ -100,24 +104,39 @@ def run_train(args: argparse.Namespace) -> int:
     if config.threads:
         torch.set_num_threads(config.threads)  # a process setting: the command line's, not the Trainer's
     trainer = Trainer(config)
+    argv = _train_argv(sys.argv[1:])
+    cmd = "denoise train " + shlex.join(argv)
+    resume_cmd = cmd if "--resume" in argv else cmd + " --resume"
     if trainer.dist.main:
         trainer.run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = "denoise train " + shlex.join(_train_argv(sys.argv[1:]))
         if not args.resume:
             (trainer.run_dir / "command.txt").write_text(cmd + "\n")
-    result = trainer.fit(resume=args.resume)
+    try:
+        result = trainer.fit(resume=args.resume)
+    except KeyboardInterrupt:
+        if trainer.dist.main:
+            print(f"{PROG}: interrupted at step {trainer.step}; the checkpoint of step {trainer.step} is in "
+                  f"{trainer.run_dir / 'checkpoint.pt'}; continue with: {resume_cmd}", file=sys.stderr)
+        return 130
     if trainer.dist.main:
-        val = f", validation PSNR {result.val_psnr:.2f} dB" if result.val_psnr is not None else ""
+        val = ""
+        if result.val_psnr is not None:
+            val = (f", validation PSNR {result.val_psnr:.2f} dB"
+                   + (" (against noisy target views: see VALIDATION.txt)" if trainer.noisy_reference else ""))
+        end = min(config.steps, config.stop_at) if config.stop_at else config.steps
         print(f"step {result.step}: loss {result.loss:.6f}{val}; run saved in {result.run_dir}")
+        if result.step < end:
+            print(f"stopped before step {end}; continue with: {resume_cmd}", file=sys.stderr)
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
     from ..training import export_weights
 
-    path = export_weights(args.run_dir, args.name, weights_dir=args.weights_dir, command=args.command,
-                          note=args.note)
-    print(f"wrote {path} and {path.with_suffix('.json').name}")
+    path = export_weights(args.run_dir, args.name, weights_dir=args.out, command=args.command,
+                          note=args.note, overwrite=args.force)
+    print(f"wrote {path} and {path.with_suffix('.json').name}; use it with: "
+          f"denoise run IMAGE -o OUT -m {args.name if args.out is None else path}")
     return 0
 
 
@@ -130,11 +149,13 @@ def register(subparsers) -> None:
                     "Under torchrun --nproc_per_node=N the global batch is split across processes.")
     add_train_arguments(p)
     p.set_defaults(func=run_train)
-    e = subparsers.add_parser("export-weights", help="turn a training run into shipped weights + model card")
+    e = subparsers.add_parser("export-weights", help="turn a training run into weights + model card in your model folder")
     e.add_argument("run_dir", type=Path, help="training run folder (holds checkpoint.pt)")
-    e.add_argument("name", help="model name, e.g. n2n-unet-gray")
-    e.add_argument("--weights-dir", type=Path, default=None,
-                   help="output folder (default: the package's weights/)")
+    e.add_argument("name", help="a name for your model, e.g. my-camera")
+    e.add_argument("--out", "--weights-dir", dest="out", type=Path, default=None, metavar="DIR",
+                   help="output folder (default: the user model folder, $DENOISE_MODELS or "
+                        "~/.local/share/denoise/models; models there are used by name)")
+    e.add_argument("-f", "--force", action="store_true", help="replace existing files of that name")
     e.add_argument("--command", default=None, help="the reproduce command for the model card "
                    "(default: the run's command.txt)")
     e.add_argument("--note", default=None, help="free text for the model card's 'note' (for "

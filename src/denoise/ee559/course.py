@@ -12,10 +12,11 @@ of any spatial size of at least :data:`MIN_SIDE` pixels. :class:`CourseModel` co
 them to the library's float32 images in [0, 1], runs the network in batches of the
 course's small images and converts back (the networks are blind, so no noise level is
 estimated, and nothing is tiled: :func:`denoise.inference.restore` is the way to run the
-registered ``ee559-project1`` on large images). Its epoch loop draws a fresh permutation of the pairs each epoch, applies one of
-the eight symmetries of the square (flips only for non-square images) identically to
-input and target (:func:`denoise.symmetries.per_image`), swaps input and target at random
-(both are noisy views), and sets the learning rate with the library trainer's schedule
+registered ``ee559-project1`` on large images). Its epoch loop draws a fresh permutation
+of the pairs each epoch, applies one of the eight symmetries of the square (flips only
+for non-square images) identically to input and target
+(:func:`denoise.symmetries.per_image`), swaps input and target at random (both are noisy
+views), and sets the learning rate with the library trainer's schedule
 (:func:`denoise.training.config.learning_rate`), defined over all the steps of the call.
 Subclasses provide the network and one optimisation step.
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from ..models.registry import WEIGHTS_DIR
+from ..models.registry import WEIGHTS_DIR, save_weights
 from ..training.export import hardware_description
-from ..utils import output_file, write_json
+from ..utils import write_json
 from .course import CourseModel
 from .data import RECIPE_FILE, TRAIN_FILE, VAL_FILE, course_psnr, load_course_pair
 
@@ -88,20 +88,10 @@ def pretrain(project: int, data_dir: str | Path, *, epochs: int, holdout: int = 
     card = _card(model, project, name, data_dir, epochs=epochs, n_train=n, holdout=holdout,
                  seed=seed, best=best, history=history, val_psnr=val_psnr,
                  noisy_psnr=course_psnr(val_noisy, val_clean), wall=wall, command=command)
-    weights = _write_safetensors(out_dir / f"{name}.safetensors", best["state"],
+    weights = save_weights(out_dir / f"{name}.safetensors", best["state"],
                                  {"name": name, "epoch": str(best["epoch"])})
     write_json(out_dir / f"{name}.json", card, sort_keys=True)
     return weights
-
-
-def _write_safetensors(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """Write a state dict as safetensors atomically, with a plain file's permissions
-    (local until :mod:`denoise.training.export` offers one writer for both exports)."""
-    from safetensors.torch import save
-
-    with output_file(path) as tmp:
-        tmp.write_bytes(save(state, metadata=metadata))
-    return path
 
 
 def _card(model: CourseModel, project: int, name: str, data_dir: Path, *, epochs: int, n_train: int,

@@ -149,8 +149,9 @@ def run_model(name: "str | torch.nn.Module", noisy: torch.Tensor, sigma: torch.T
     """Denoise ``noisy`` with model ``name`` and the true ``sigma`` (0-1 scale, per image),
     through :func:`denoise.inference.restore`: the clipped output and the seconds of the
     forward pass (after an untimed warm-up on a crop). Whole images, never tiled."""
-    restore(noisy[..., :WARM_UP_SIZE, :WARM_UP_SIZE], name, sigma, tile=None, device="cpu")
-    result = restore(noisy, name, sigma, tile=None, device="cpu")
+    restore(noisy[..., :WARM_UP_SIZE, :WARM_UP_SIZE], name, sigma, tile=None, device="cpu",
+            warn_ignored_sigma=False)
+    result = restore(noisy, name, sigma, tile=None, device="cpu", warn_ignored_sigma=False)
     return result.output, result.seconds
 
 

@@ -8,7 +8,8 @@ outputs clipped and not quantised), runs every available model, and writes
 * ``results.md`` and ``results.json``: PSNR, SSIM and seconds of every method,
 * ``<image>.png``: a comparison sheet per photo (noisy, each method, clean, and a zoomed
   crop of the most detailed region),
-* ``noisy/<image>.png``: the noisy inputs as 8-bit PNG, to try ``denoise run`` on.
+* ``noisy/<image>.png``: the noisy inputs as 8-bit PNG, to try ``denoise run`` on, and
+  ``clean/<image>.png`` the clean photos, to compare with.
 
 The demo's own output files are replaced when they exist, so it can be run again.
 """
@@ -134,6 +135,7 @@ def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: flo
     photos = [(name, load_demo_image(name, size)) for name in dict.fromkeys(images)]
     out = _make_folder(Path(out))
     _make_folder(out / "noisy")
+    _make_folder(out / "clean")
     results = {m: SetResult("demo", sigma, m) for m in [NOISY, *models]}
     written: list[Path] = []
     with tqdm(total=len(photos) * len(models), desc="demo", unit="run",
@@ -142,6 +144,7 @@ def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: flo
             noisy, level = add_noise(clean, sigma, seed, index)
             outputs = _denoise_photo(name, clean, noisy, level, results, bar)
             written.append(write_image(out / "noisy" / f"{name}.png", noisy, overwrite=True))
+            written.append(write_image(out / "clean" / f"{name}.png", clean, overwrite=True))
             written.append(_sheet(out / f"{name}.png", name, clean, noisy, outputs, results, sigma))
     demo = DemoResult(sigma, seed, size, [name for name, _ in photos], list(results.values()), written)
     demo.files += [write_json(out / "results.json", demo.to_dict()),

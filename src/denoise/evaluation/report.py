@@ -85,7 +85,8 @@ def detail_crop(x: torch.Tensor, size: int) -> tuple[int, int, int]:
 
 
 def comparison_sheet(path: str | Path, panels: Sequence[Panel], *, title: str = "",
-                     crop: tuple[int, int, int] | None = None, dpi: int = 100) -> Path:
+                     crop: tuple[int, int, int] | None = None, dpi: int = 100,
+                     max_columns: int = 4) -> Path:
     """Write a PNG with the panels side by side and, when ``crop`` is given, a zoomed row.
 
     Args:
@@ -94,7 +95,8 @@ def comparison_sheet(path: str | Path, panels: Sequence[Panel], *, title: str = 
         title: a line above the sheet.
         crop: ``(top, left, side)`` of the square region shown enlarged in a second row and
             outlined in the first; see :func:`detail_crop`.
-        dpi: resolution; the full-size row shows the images about at their pixel size.
+        dpi: resolution; panels are at least 320 pixels wide, titles 12 points.
+        max_columns: panels per row; more panels wrap onto further rows.
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
@@ -102,28 +104,40 @@ def comparison_sheet(path: str | Path, panels: Sequence[Panel], *, title: str = 
     if not panels:
         raise ValueError("a comparison sheet needs at least one panel")
     h, w = panels[0].image.shape[-2:]
-    ncol, nrow = len(panels), 2 if crop else 1
-    col_w = max(1.6, min(w, 384) / dpi)
+    ncol = min(len(panels), max_columns)
+    groups = [panels[i:i + ncol] for i in range(0, len(panels), ncol)]
+    per_group = 2 if crop else 1
+    col_w = max(3.2, min(w, 512) / dpi)  # readable at a glance: at least 320 px per panel
     row_h = col_w * h / w
-    fig = Figure(figsize=(col_w * ncol, row_h + (col_w if crop else 0) + 0.9))
-    axes = fig.subplots(nrow, ncol, squeeze=False)
-    for j, panel in enumerate(panels):
-        img = to_display(panel.image)
-        gray = dict(cmap="gray", vmin=0, vmax=1) if img.ndim == 2 else {}
-        ax = axes[0, j]
-        ax.imshow(img, interpolation="nearest", **gray)
-        ax.set_title(panel.title + (f"\n{panel.caption}" if panel.caption else ""), fontsize=8)
-        if crop:
-            top, left, side = crop
-            ax.add_patch(Rectangle((left - 0.5, top - 0.5), side, side, fill=False,
-                                   edgecolor="yellow", linewidth=1))
-            zoom = axes[1, j]
-            zoom.imshow(img[top:top + side, left:left + side], interpolation="nearest", **gray)
+    height = sum(row_h + 0.7 + (col_w + 0.2 if crop else 0) for _ in groups) + (0.6 if title else 0)
+    fig = Figure(figsize=(col_w * ncol, height))
+    ratios = [row_h, col_w] * len(groups) if crop else [row_h] * len(groups)
+    axes = fig.subplots(per_group * len(groups), ncol, squeeze=False,
+                        gridspec_kw={"height_ratios": ratios})
+    for g, group in enumerate(groups):
+        for j in range(ncol):
+            ax = axes[per_group * g, j]
+            if j >= len(group):
+                ax.axis("off")
+                if crop:
+                    axes[per_group * g + 1, j].axis("off")
+                continue
+            panel = group[j]
+            img = to_display(panel.image)
+            gray = dict(cmap="gray", vmin=0, vmax=1) if img.ndim == 2 else {}
+            ax.imshow(img, interpolation="nearest", **gray)
+            ax.set_title(panel.title + (f"\n{panel.caption}" if panel.caption else ""), fontsize=12)
+            if crop:
+                top, left, side = crop
+                ax.add_patch(Rectangle((left - 0.5, top - 0.5), side, side, fill=False,
+                                       edgecolor="yellow", linewidth=1.5))
+                zoom = axes[per_group * g + 1, j]
+                zoom.imshow(img[top:top + side, left:left + side], interpolation="nearest", **gray)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=14)
     fig.tight_layout()
     return _save_figure(fig, Path(path), dpi)
 

@@ -46,11 +46,13 @@ def data_root() -> Path | None:
 
 
 def available_sets() -> list[str]:
-    """Names of the image folders in :func:`data_root` (empty when there is none)."""
+    """Names of the folders in :func:`data_root` that hold images themselves (a folder of
+    class sub-folders, such as CIFAR10, or of other folders, is not a test set)."""
     root = data_root()
     if root is None:
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and list_images(p))
 
 
 def _set_folder(name) -> Path:

@@ -39,6 +39,7 @@ class ModelEntry:
     requires: str | None = None  # an optional package needed (e.g. "bm3d")
     architecture: str | None = None  # for pretrained models: the architecture's name
     weights_dir: Path = WEIGHTS_DIR
+    user: bool = False  # a model of the user's own (see :mod:`denoise.models.user`)
 
     @property
     def pretrained(self) -> bool:
@@ -118,19 +119,32 @@ def _ensure_loaded():
     from . import _builtin  # noqa: F401
 
 
-def list_models(available_only: bool = False) -> list[ModelEntry]:
-    """Every registered name (learned first), or only those that can run here."""
+def list_models(available_only: bool = False, *, user: bool = True) -> list[ModelEntry]:
+    """Every registered name (learned first) and, with ``user``, the user's own models
+    (:mod:`denoise.models.user`); or only those that can run here."""
+    from .user import list_user_models
+
     _ensure_loaded()
     entries = sorted(_REGISTRY.values(), key=lambda e: (e.kind != "learned", not e.pretrained, e.name))
+    if user:
+        entries += list_user_models()
     return [e for e in entries if e.available()] if available_only else entries
 
 
-def get_entry(name: str) -> ModelEntry:
+def get_entry(name: str, *, user: bool = True) -> ModelEntry:
+    """The entry of a registered name or, with ``user``, of a user model."""
     _ensure_loaded()
-    if name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
-        raise ModelError(f"unknown model {name!r}; available models: {known}")
-    return _REGISTRY[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if user:
+        from .user import list_user_models
+
+        for entry in list_user_models():
+            if entry.name == name:
+                return entry
+    known = ", ".join(sorted(_REGISTRY))
+    raise ModelError(f"unknown model {name!r}; available models: {known} (and your own: "
+                     "'denoise models' lists them; a path to weights or a run folder works too)")
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True) -> torch.nn.Module:
@@ -157,6 +171,18 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
                 f"weights {path.name}: {k} has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
     model.load_state_dict(state, strict=strict)
     return model
+
+
+def save_weights(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None,
+                 *, overwrite: bool = True) -> Path:
+    """Write a state dict as safetensors, atomically, with a plain file's permissions."""
+    from safetensors.torch import save
+
+    from ..utils import output_file
+
+    with output_file(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(save({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata=metadata))
+    return Path(path)
 
 
 def create_model(name: str, *, pretrained: bool = True, weights: str | Path | None = None,

@@ -32,7 +32,8 @@ class TrainConfig:
     noise: str = "gaussian:0-50"
     target: str = "noisy"
     swap: bool = True
-    val_count: int = 20
+    val_count: int | None = None
+    val_clean: str | None = None
     val_noise: str | None = None
     val_crop: int | None = None
     # optimisation
@@ -64,7 +65,7 @@ class TrainConfig:
 
     # Fields that may change when a run is resumed (run control and data locations).
     RESUMABLE = ("steps", "stop_at", "out", "checkpoint_every", "val_every", "log_every", "device",
-                 "threads", "progress", "plot", "train_dir", "target_dir", "pkl", "compile")
+                 "threads", "progress", "plot", "train_dir", "target_dir", "pkl", "compile", "val_clean")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -94,22 +95,25 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise InputError for an option out of range."""
         checks = [
-            (self.data in ("folder", "pairs", "pkl"), "data must be 'folder', 'pairs' or 'pkl'"),
-            (self.target in ("noisy", "clean"), "target must be 'noisy' or 'clean'"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {sorted(SCHEDULES)}"),
-            (self.amp in ("none", "bf16"), "amp must be 'none' or 'bf16'"),
-            (self.steps > 0 and self.batch_size > 0, "steps and batch_size must be positive"),
-            (self.checkpoint_every > 0 and self.log_every > 0, "checkpoint_every and log_every must be positive"),
-            (self.lr > 0, "lr must be positive"),
-            (0 <= self.rampdown <= 1, "rampdown must be a fraction in [0, 1]"),
-            (self.crop is None or self.crop >= 8, "crop must be at least 8 pixels (or null for whole images)"),
+            (self.data in ("folder", "pairs", "pkl"), "--data must be 'folder', 'pairs' or 'pkl'"),
+            (self.target in ("noisy", "clean"), "--target must be 'noisy' or 'clean'"),
+            (self.schedule in SCHEDULES, f"--schedule must be one of {sorted(SCHEDULES)}"),
+            (self.amp in ("none", "bf16"), "--amp must be 'none' or 'bf16'"),
+            (self.steps > 0 and self.batch_size > 0, "--steps and --batch-size must be positive"),
+            (self.checkpoint_every > 0 and self.log_every > 0,
+             "--checkpoint-every and --log-every must be positive"),
+            (self.lr > 0, "--lr must be positive"),
+            (0 <= self.rampdown <= 1, "--rampdown must be a fraction in [0, 1]"),
+            (self.crop is None or self.crop >= 8, "--crop must be at least 8 pixels (or none for whole images)"),
+            (self.val_count is None or self.val_count >= 0, "--val-count must be >= 0"),
+            (self.val_clean is None or self.data == "pairs", "--val-clean needs --data pairs"),
         ]
         for ok, msg in checks:
             if not ok:
-                raise InputError(f"bad training config: {msg}")
+                raise InputError(f"bad training option: {msg}")
         needed = {"folder": "train_dir", "pairs": "train_dir", "pkl": "pkl"}[self.data]
         if getattr(self, needed) is None:
-            raise InputError(f"data={self.data!r} needs {needed}; pass --{needed.replace('_', '-')}")
+            raise InputError(f"--data {self.data} needs --{needed.replace('_', '-')}")
 
     def loss_name(self) -> str:
         if self.loss != "auto":
@@ -141,7 +145,10 @@ OPTION_HELP = {
     "noise": "noise model spec (denoise.noise), e.g. gaussian:0-50 (a sigma range is blind, per image)",
     "target": "noisy (Noise2Noise: an independent noise draw) or clean targets (data=folder)",
     "swap": "swap input and target views at random (data=pairs, pkl)",
-    "val_count": "number of images/pairs held out (the last ones, sorted) for validation",
+    "val_count": "number of images/pairs held out (the last ones, sorted) for validation "
+                 "(default: a tenth, at least 1, at most 20)",
+    "val_clean": "folder of clean images named like held-out input views: validation PSNR is then "
+                 "measured against them (data=pairs; without it, against the noisy target view)",
     "val_noise": "noise spec for validation (default: the training noise, a sigma range at its midpoint)",
     "val_crop": "center crop of validation images (pixels; null: whole images)",
     "crop": "side of the random training crops (null: whole images)",

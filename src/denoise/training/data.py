@@ -122,11 +122,22 @@ def center_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return x[..., top:top + ch, left:left + cw]
 
 
-def split_holdout(n: int, val_count: int, what: str) -> int:
-    """Number of training items when the last ``val_count`` of ``n`` are held out."""
+def default_holdout(n: int) -> int:
+    """How many of ``n`` items are held out for validation by default: a tenth, at least
+    one (when two or more exist) and at most 20."""
+    return 0 if n < 2 else min(20, max(1, n // 10))
+
+
+def split_holdout(n: int, val_count: int | None, what: str) -> int:
+    """Number of training items when the last ``val_count`` of ``n`` are held out
+    (None: :func:`default_holdout`). Errors name the command-line flag."""
+    if n < 1:
+        raise InputError(f"no {what} to train on")
+    if val_count is None:
+        val_count = default_holdout(n)
     if val_count < 0 or val_count >= n:
         raise InputError(f"cannot hold out {val_count} of {n} {what} for validation; "
-                         f"pass val_count between 0 and {n - 1}")
+                         f"pass --val-count between 0 and {n - 1}")
     return n - val_count
 
 
@@ -192,12 +203,14 @@ class PairData:
     """Aligned noisy pairs (input view, target view), e.g. two shots of one scene.
 
     With ``swap=True`` input and target trade places at random (both are noisy views).
-    Validation PSNR is measured against the held-out pairs' target view.
+    Validation PSNR is measured against the held-out pairs' target view, itself noisy
+    (``clean_reference`` False), unless clean references were given for them.
     """
 
     def __init__(self, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, crop: int | None = 64,
                  swap: bool = True, val_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
-                 val_crop: int | None = None):
+                 val_crop: int | None = None, clean_reference: bool = False):
+        self.clean_reference = clean_reference
         if not pairs:
             raise InputError("no training pairs")
         self.pairs, self.crop, self.swap = list(pairs), crop, swap
@@ -213,6 +226,33 @@ class PairData:
 
     def validation(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(a[None], b[None]) for a, b in self.val_pairs]
+
+
+def clean_references(folder: str | Path, inputs: Sequence[Path],
+                     val_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, channels: int
+                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The held-out pairs that have a clean image in ``folder`` (matched by the input
+    view's file name, or its stem), as (noisy input, clean reference)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"--val-clean folder not found: {folder}")
+    by_name = {p.name: p for p in list_images(folder)}
+    by_stem = {p.stem: p for p in by_name.values()}
+    out = []
+    for path, (inp, _) in zip(inputs, val_pairs):
+        ref = by_name.get(path.name) or by_stem.get(path.stem)
+        if ref is None:
+            continue
+        x, _ = _read(ref)
+        x = _as_channels(x, channels)
+        if x.shape[-2:] != inp.shape[-2:]:
+            raise InputError(f"--val-clean: {ref.name} is {x.shape[-1]}x{x.shape[-2]} but the noisy "
+                             f"{path.name} is {inp.shape[-1]}x{inp.shape[-2]}")
+        out.append((inp, x))
+    if not out:
+        raise InputError(f"--val-clean: no image in {folder} is named like a held-out input "
+                         f"({', '.join(p.name for p in inputs[:3])}...); raise --val-count or rename")
+    return out
 
 
 # --------------------------------------------------------------------------- pair loading

@@ -4,12 +4,13 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import re
 from pathlib import Path
 
 import torch
 
-from ..errors import InputError
-from ..utils import atomic_path, write_json
+from ..errors import InputError, OutputError
+from ..utils import write_json
 from .config import TrainConfig, default_val_noise
 from .runlog import CHECKPOINT
 
@@ -30,26 +31,45 @@ def hardware_description(device: str = "cpu", threads: int | None = None) -> str
 
 
 def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | None = None,
-                   command: str | None = None, note: str | None = None) -> Path:
+                   command: str | None = None, note: str | None = None, overwrite: bool = False) -> Path:
     """Turn a run's checkpoint into ``NAME.safetensors`` + ``NAME.json`` (model card).
 
-    ``command`` is the exact command that reproduces the run (default: the one saved in
-    the run folder's ``command.txt``); ``note``, free text kept in the card (for
-    instance how the run was extended). Returns the weights path.
+    The files go to ``weights_dir``, by default the user model folder
+    (:func:`denoise.models.user.user_models_dir`), never silently into the installed
+    package: a shipped model's name is refused anywhere but in the package's own weights
+    folder, and existing files are replaced only with ``overwrite``. ``command`` is the
+    exact command that reproduces the run (default: the one saved in the run folder's
+    ``command.txt``); ``note``, free text kept in the card (for instance how the run was
+    extended). Returns the weights path.
     """
-    from safetensors.torch import save_file
-
-    from ..models.registry import WEIGHTS_DIR
+    from ..models.registry import WEIGHTS_DIR, save_weights
+    from ..models.user import user_models_dir
     from ..noise import parse_noise
 
+    out_dir = Path(weights_dir) if weights_dir is not None else user_models_dir()
+    if not name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name.endswith("+x8"):
+        raise InputError(f"bad model name {name!r}: use letters, digits, '.', '_' and '-'")
+    shipped = name in {e.name for e in _registered()}
+    in_package = out_dir.resolve() == WEIGHTS_DIR.resolve()
+    if shipped and not in_package:
+        raise InputError(f"{name!r} is the name of a shipped model; choose another name "
+                         "(your model would hide it)")
+    if in_package and not shipped:
+        raise InputError(f"the package's weights folder holds only registered models; export "
+                         f"{name!r} to the user model folder (leave out --out)")
+    existing = [p for p in (out_dir / f"{name}.safetensors", out_dir / f"{name}.json") if p.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{existing[0]} exists; pass --force to replace it")
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise InputError(f"no checkpoint in {run_dir}; train first")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = TrainConfig.from_dict(json.loads(ckpt["config"]))
-    out_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     state = {k: v.contiguous() for k, v in ckpt["model"].items()}
     if command is None:
         cmd_file = run_dir / "command.txt"
@@ -57,7 +77,10 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
     step = int(ckpt["step"])
     if command and step < cfg.steps and "--stop-at" not in command:
         command += f" --stop-at {step}"
-    channels = int(state[next(k for k in state if k.endswith("weight"))].shape[1])
+    from ..models.registry import get_entry
+    from ..models.user import build_fitting
+
+    channels = int(build_fitting(get_entry(cfg.model), cfg.model_kwargs, state, what=str(path)).channels)
     card = {
         "name": name,
         "architecture": cfg.model,
@@ -76,26 +99,46 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
                      "channels_last": cfg.channels_last, "amp": cfg.amp},
         "wall_time_s": round(float(ckpt["elapsed_s"]), 1),
         "hardware": hardware_description(cfg.device, cfg.threads),
-        "validation": {"psnr_db": ckpt.get("last_val_psnr"), "at_step": ckpt.get("last_val_step"),
-                       "noise": default_val_noise(cfg),
-                       "images": f"last {cfg.val_count} of the sorted training folder (held out)",
-                       "crop": cfg.val_crop, "outputs_clipped": True},
+        "validation": _validation(cfg, ckpt),
         "reproduce": command,
         "torch": torch.__version__,
     }
     if note:
         card["note"] = note
     weights = out_dir / f"{name}.safetensors"
-    with atomic_path(weights, overwrite=True) as tmp:
-        save_file(state, str(tmp), metadata={"name": name, "architecture": cfg.model, "steps": str(step)})
-    write_json(out_dir / f"{name}.json", card, sort_keys=True)
+    save_weights(weights, state, {"name": name, "architecture": cfg.model, "steps": str(step)},
+                 overwrite=overwrite)
+    write_json(out_dir / f"{name}.json", card, sort_keys=True, overwrite=True)
     return weights
+
+
+def _validation(cfg: TrainConfig, ckpt: dict) -> dict:
+    """The card's validation block: what was measured, against what, on which images."""
+    held = ckpt.get("held_out", cfg.val_count)
+    out = {"psnr_db": ckpt.get("last_val_psnr"), "at_step": ckpt.get("last_val_step"),
+           "crop": cfg.val_crop, "outputs_clipped": True}
+    if cfg.data == "folder":
+        out.update(noise=default_val_noise(cfg), reference="clean held-out images",
+                   images=f"last {held} of the sorted training folder (held out)")
+    else:
+        clean = cfg.val_clean is not None
+        out.update(noise="the pairs' own", images=f"last {held} pairs by name (held out)",
+                   reference=f"clean images in {cfg.val_clean}" if clean else
+                   "the second noisy view (the figure sits below a clean-reference PSNR)")
+    return out
 
 
 def _describe_data(cfg: TrainConfig) -> str:
     if cfg.data == "folder":
+        held = "a tenth (at most 20)" if cfg.val_count is None else cfg.val_count
         return (f"{Path(cfg.train_dir).name} (clean images of {cfg.train_dir}, minus the last "
-                f"{cfg.val_count} held out for validation), {'gray' if cfg.gray else 'as stored'}")
+                f"{held} held out for validation), {'gray' if cfg.gray else 'as stored'}")
     if cfg.data == "pairs":
         return f"noisy pairs in {cfg.train_dir}" + (f" and {cfg.target_dir}" if cfg.target_dir else "")
     return f"EE-559 pair file {cfg.pkl}"
+
+
+def _registered():
+    from ..models.registry import list_models
+
+    return list_models(user=False)

@@ -44,8 +44,9 @@ from torch import nn
 
 from ..errors import InputError, ModelError, TrainingError
 from ..metrics import psnr
-from ..utils import atomic_path, write_json
-from .config import TrainConfig, default_val_noise, learning_rate
+from ..utils import atomic_path, write_json, write_text
+from .build import build_data, build_model, folder_data  # noqa: F401 - re-exported
+from .config import TrainConfig, learning_rate
 from .distributed import Dist
 from .losses import get_loss
 from .runlog import (
@@ -59,58 +60,22 @@ from .runlog import (
 )
 
 CHECKPOINT_FORMAT = 1
-
-def folder_data(config: TrainConfig, images: list[torch.Tensor]):
-    """The data=folder source of ``config`` on already loaded clean ``images`` (sorted by
-    name, as :func:`denoise.training.data.load_folder` returns them): the last ``val_count`` are
-    held out. Several runs on one folder (a benchmark) load it once and share it."""
-    from . import data as D
-
-    n = D.split_holdout(len(images), config.val_count, f"images in {config.train_dir}")
-    return D.CleanFolderData(images[:n], D.parse_noise(config.noise), target=config.target,
-                             crop=config.crop, val_images=images[n:],
-                             val_noise=D.parse_noise(default_val_noise(config)),
-                             val_crop=config.val_crop, val_seed=config.seed + 12345)
+VALIDATION = "VALIDATION.txt"
 
 
-def build_data(config: TrainConfig):
-    """The training data source described by ``config`` (see :mod:`denoise.training.data`)."""
-    from . import data as D
-
-    if config.data == "folder":
-        _, images = D.load_folder(config.train_dir, gray=config.gray)
-        return folder_data(config, images)
-    if config.data == "pairs":
-        paths = D.pair_paths(config.train_dir, config.target_dir, input_suffix=config.input_suffix,
-                             target_suffix=config.target_suffix)
-        pairs = D.load_pairs(paths, gray=config.gray)
-        n = D.split_holdout(len(pairs), config.val_count, "pairs")
-        return D.PairData(pairs[:n], crop=config.crop, swap=config.swap, val_pairs=pairs[n:],
-                          val_crop=config.val_crop)
-    a, b = D.load_pkl_pairs(config.pkl)
-    n = D.split_holdout(a.shape[0], config.val_count, f"pairs in {config.pkl}")
-    return D.PairData(list(zip(a[:n], b[:n])), crop=config.crop, swap=config.swap,
-                      val_pairs=list(zip(a[n:], b[n:])), val_crop=config.val_crop)
-
-
-def build_model(config: TrainConfig, channels: int) -> nn.Module:
-    """Create the (untrained) registered model for ``channels``-channel data."""
-    from ..models.registry import create_model, get_entry
-
-    entry = get_entry(config.model)
-    if entry.kind != "learned":
-        raise InputError(f"model {config.model!r} is {entry.kind}, not trainable; pick a learned model")
-    fixed = entry.defaults.get("channels")
-    if fixed is not None and fixed != channels and "channels" not in config.model_kwargs:
-        raise InputError(f"model {config.model!r} is for {fixed}-channel images but the data has "
-                         f"{channels}; set gray={fixed == 1} or pick another model")
-    kwargs = {"channels": channels, **config.model_kwargs}
-    try:
-        model = create_model(config.model, pretrained=False, **kwargs)
-    except TypeError as exc:
-        raise InputError(f"bad model_kwargs {config.model_kwargs} for {config.model!r}: {exc}") from None
-    return model.train()
-
+def validation_note(noisy_reference: bool) -> str:
+    """What the run's validation PSNR means (written into the run folder)."""
+    if not noisy_reference:
+        return ("Validation PSNR (log.csv, val_psnr): the mean PSNR in dB of the model's outputs, "
+                "clipped to [0, 1], against clean references of held-out images. Higher is better.")
+    return ("Validation PSNR (log.csv, val_psnr; 'val_psnr_vs_noisy' on the progress bar) is measured "
+            "against the held-out pairs' second noisy view, not against a clean image. That reference "
+            "carries its own noise, so the figure sits well below what the model reaches against a "
+            "clean image, and even below the PSNR the noisy input would score against a clean one: "
+            "a perfect denoiser scores about 10*log10(1/noise variance) of the target view. Watch its "
+            "trend (it rises as the model improves), not its level. To measure against clean images, "
+            "put a few clean versions of held-out inputs, named like them, in a folder and pass "
+            "--val-clean FOLDER.")
 
 # --------------------------------------------------------------------------- trainer
 
@@ -165,6 +130,10 @@ class Trainer:
         self._stop_signal: int | None = None
         self._val_cache: list | None = None
         self._uses_sigma = bool(getattr(self.model, "uses_sigma", False))
+        #: the number of held-out validation images or pairs
+        self.held_out = len(getattr(self.data, "val_images", getattr(self.data, "val_pairs", [])))
+        #: validation PSNR is measured against noisy target views (pairs without --val-clean)
+        self.noisy_reference = hasattr(self.data, "val_pairs") and not getattr(self.data, "clean_reference", False)
         self.net = self._wrap(self.model)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -195,6 +164,7 @@ class Trainer:
             "last_val_psnr": self.last_val,
             "last_val_step": self.last_val_step,
             "world_size": self.dist.world,
+            "held_out": self.held_out,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -327,6 +297,7 @@ class Trainer:
                              "or choose another --out folder")
         if self.dist.main:
             write_json(self.run_dir / CONFIG, cfg.to_dict(), sort_keys=True)
+            write_text(self.run_dir / VALIDATION, validation_note(self.noisy_reference) + "\n")
         end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
         val_every = cfg.val_every or cfg.checkpoint_every
         history: list[dict] = []
@@ -352,8 +323,10 @@ class Trainer:
                                         ips=n_window_images / max(now - t_window, 1e-9), val=val)
                     history.append(row)
                     t_window, n_window_images = now, 0
-                    bar.set_postfix(loss=f"{row['loss']:.5f}", psnr=f"{self.last_val or float('nan'):.2f}",
-                                    img_s=f"{row['images_per_s']:.1f}", refresh=False)
+                    psnr_key = "val_psnr_vs_noisy" if self.noisy_reference else "val_psnr"
+                    bar.set_postfix({"loss": f"{row['loss']:.5f}",
+                                     psnr_key: f"{self.last_val or float('nan'):.2f}",
+                                     "img_s": f"{row['images_per_s']:.1f}"}, refresh=False)
                 if self.step % cfg.checkpoint_every == 0 and self.step < end:
                     self._checkpoint()
             self._checkpoint()

@@ -1,0 +1,64 @@
+"""What a training config describes: its data source and its (untrained) model."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .config import TrainConfig, default_val_noise
+
+
+def folder_data(config: TrainConfig, images: list[torch.Tensor]):
+    """The data=folder source of ``config`` on already loaded clean ``images`` (sorted by
+    name, as :func:`denoise.training.data.load_folder` returns them): the last ``val_count`` are
+    held out. Several runs on one folder (a benchmark) load it once and share it."""
+    from . import data as D
+
+    n = D.split_holdout(len(images), config.val_count, f"images in {config.train_dir}")
+    return D.CleanFolderData(images[:n], D.parse_noise(config.noise), target=config.target,
+                             crop=config.crop, val_images=images[n:],
+                             val_noise=D.parse_noise(default_val_noise(config)),
+                             val_crop=config.val_crop, val_seed=config.seed + 12345)
+
+
+def build_data(config: TrainConfig):
+    """The training data source described by ``config`` (see :mod:`denoise.training.data`)."""
+    from . import data as D
+
+    if config.data == "folder":
+        _, images = D.load_folder(config.train_dir, gray=config.gray)
+        return folder_data(config, images)
+    if config.data == "pairs":
+        paths = D.pair_paths(config.train_dir, config.target_dir, input_suffix=config.input_suffix,
+                             target_suffix=config.target_suffix)
+        pairs = D.load_pairs(paths, gray=config.gray)
+        n = D.split_holdout(len(pairs), config.val_count, "pairs")
+        val_pairs, clean = pairs[n:], config.val_clean is not None
+        if clean:
+            val_pairs = D.clean_references(config.val_clean, [a for a, _ in paths[n:]], val_pairs,
+                                           channels=pairs[0][0].shape[0])
+        return D.PairData(pairs[:n], crop=config.crop, swap=config.swap, val_pairs=val_pairs,
+                          val_crop=config.val_crop, clean_reference=clean)
+    a, b = D.load_pkl_pairs(config.pkl)
+    n = D.split_holdout(a.shape[0], config.val_count, f"pairs in {config.pkl}")
+    return D.PairData(list(zip(a[:n], b[:n])), crop=config.crop, swap=config.swap,
+                      val_pairs=list(zip(a[n:], b[n:])), val_crop=config.val_crop)
+
+
+def build_model(config: TrainConfig, channels: int) -> nn.Module:
+    """Create the (untrained) registered model for ``channels``-channel data."""
+    from ..models.registry import create_model, get_entry
+
+    entry = get_entry(config.model)
+    if entry.kind != "learned":
+        raise InputError(f"model {config.model!r} is {entry.kind}, not trainable; pick a learned model")
+    fixed = entry.defaults.get("channels")
+    if fixed is not None and fixed != channels and "channels" not in config.model_kwargs:
+        raise InputError(f"model {config.model!r} is for {fixed}-channel images but the data has "
+                         f"{channels}; set gray={fixed == 1} or pick another model")
+    kwargs = {"channels": channels, **config.model_kwargs}
+    try:
+        model = create_model(config.model, pretrained=False, **kwargs)
+    except TypeError as exc:
+        raise InputError(f"bad model_kwargs {config.model_kwargs} for {config.model!r}: {exc}") from None
+    return model.train()
