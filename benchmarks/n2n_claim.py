@@ -48,9 +48,15 @@ from denoise.evaluation.report import markdown_table
 from denoise.evaluation.testsets import data_root, repo_root
 from denoise.metrics import psnr
 from denoise.noise import parse_noise
+from denoise.training import (
+    TrainConfig,
+    Trainer,
+    build_model,
+    hardware_description,
+    read_log,
+)
 from denoise.training.data import load_folder
 from denoise.training.runlog import CHECKPOINT, LOG
-from denoise.training import TrainConfig, Trainer, build_model, hardware_description, read_log
 from denoise.training.trainer import folder_data
 from denoise.utils import output_file, write_json, write_text
 

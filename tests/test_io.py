@@ -1,6 +1,7 @@
 """Image reading and writing: every mode and depth, damaged files, safe writes."""
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import tempfile
@@ -369,6 +370,131 @@ def test_three_dimensional_input_and_returned_path(tmp_path):
     assert out == tmp_path / "x.PNG" and io.read_image(out)[0].shape == (1, 3, 5, 4)
 
 
+# ----------------------------------------------------------------------------- metadata
+
+_MAKE, _MODEL, _DATETIME, _ORIENTATION, _EXIF_IFD, _TAKEN = 0x010F, 0x0110, 0x0132, 0x0112, 0x8769, 0x9003
+_CAMERA = {_MAKE: "Acme", _MODEL: "Shooter 3000", _DATETIME: "2024:05:06 07:08:09"}
+
+
+@functools.lru_cache(maxsize=1)
+def _srgb_profile() -> bytes:
+    """Pillow's sRGB profile, made once (a profile's header holds the time it was made)."""
+    image_cms = pytest.importorskip("PIL.ImageCms")
+    return image_cms.ImageCmsProfile(image_cms.createProfile("sRGB")).tobytes()
+
+
+def _photo_exif(orientation: int = 6) -> bytes:
+    """A camera's EXIF: make, model, date, orientation and, in the Exif IFD, the date taken."""
+    exif = Image.Exif()
+    exif.update(_CAMERA)
+    exif[_ORIENTATION] = orientation
+    exif.get_ifd(_EXIF_IFD).update({_TAKEN: "2024:05:06 07:08:00", 0xA002: 6, 0xA003: 4})
+    return exif.tobytes()
+
+
+def _photo(path: Path, pixels: np.ndarray, **save) -> Path:
+    """``pixels`` saved with a camera's EXIF (Orientation 6: turn 90 degrees clockwise) and
+    an sRGB profile; a JPEG at top quality in flat 8x8 blocks, so values barely move."""
+    extra = {"quality": 100, "subsampling": 0} if path.suffix == ".jpg" else {}
+    Image.fromarray(pixels).save(path, exif=_photo_exif(), icc_profile=_srgb_profile(), **extra, **save)
+    return path
+
+
+def _metadata_of(path: Path) -> tuple[dict, dict, bytes | None]:
+    """What Pillow finds in a file: the EXIF IFD0 tags, the Exif IFD and the ICC profile."""
+    with Image.open(path) as im:
+        exif = im.getexif()
+        return dict(exif), dict(exif.get_ifd(_EXIF_IFD)), im.info.get("icc_profile")
+
+
+_OUTPUTS = [(".jpg", None), (".png", 8), (".png", 16), (".tif", 8), (".tif", 16)]
+
+
+@pytest.mark.parametrize("suffix, bit_depth", _OUTPUTS)
+def test_exif_and_icc_profile_are_carried_over(tmp_path, suffix, bit_depth):
+    pixels = np.kron(_random((4, 6, 3)), np.ones((8, 8, 1), np.uint8))  # 32 x 48, flat blocks
+    x, info = io.read_image(_photo(tmp_path / "in.jpg", pixels))
+    assert x.shape == (1, 3, 48, 32)  # upright: the orientation is applied to the pixels
+    assert np.abs(_as_array(x, None, 8) - np.rot90(pixels, -1)).max() <= 8
+    assert info.exif and info.icc_profile == _srgb_profile()
+    out = io.write_image(tmp_path / f"out{suffix}", x, info, bit_depth=bit_depth)
+    tags, exif_ifd, icc = _metadata_of(out)
+    assert {tag: tags.get(tag) for tag in _CAMERA} == _CAMERA
+    assert tags[_ORIENTATION] == 1  # the pixels are upright: viewers must not turn them again
+    assert exif_ifd[_TAKEN] == "2024:05:06 07:08:00" and (exif_ifd[0xA002], exif_ifd[0xA003]) == (32, 48)
+    assert icc == _srgb_profile()
+    y, again = io.read_image(out)  # read back: not turned a second time, metadata kept
+    assert y.shape == x.shape and again.bit_depth == (bit_depth or 8)
+    assert np.abs(_as_array(y, None, 8) - _as_array(x, None, 8)).max() <= (8 if suffix == ".jpg" else 0)
+    assert again.icc_profile == info.icc_profile and _metadata_of(out)[0][_MAKE] == "Acme"
+
+
+@pytest.mark.parametrize("suffix, bit_depth", _OUTPUTS)
+def test_strip_metadata_leaves_exif_and_profile_out(tmp_path, suffix, bit_depth):
+    x, info = io.read_image(_photo(tmp_path / "in.png", _random((4, 6, 3))))
+    assert x.shape == (1, 3, 6, 4) and info.exif and info.icc_profile
+    out = io.write_image(tmp_path / f"out{suffix}", x, info, bit_depth=bit_depth, strip_metadata=True)
+    tags, exif_ifd, icc = _metadata_of(out)
+    assert not {_MAKE, _MODEL, _DATETIME, _ORIENTATION, _EXIF_IFD} & set(tags) and not exif_ifd
+    assert icc is None
+    _, again = io.read_image(out)
+    assert again.exif is None and again.icc_profile is None
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_colour_inputs_keep_their_metadata(tmp_path, suffix):
+    x, info = io.read_image(_photo(tmp_path / "in.png", _random((4, 6, 3))))
+    wide = io.write_image(tmp_path / f"wide{suffix}", x, info, bit_depth=16)
+    y, again = io.read_image(wide)
+    assert again.bit_depth == 16 and torch.equal(y, x)  # upright once, not turned again
+    assert again.icc_profile == info.icc_profile
+    exif = Image.Exif()
+    exif.load(again.exif)
+    assert exif[_MAKE] == "Acme" and exif[_ORIENTATION] == 1
+
+
+def test_tiff_layout_tags_are_not_taken_for_exif(tmp_path):
+    x, info = io.read_image(_photo(tmp_path / "in.tif", _random((9, 11, 3))))
+    assert x.shape == (1, 3, 11, 9)
+    exif = Image.Exif()
+    exif.load(info.exif)
+    assert exif[_MAKE] == "Acme" and not {256, 257, 258, 273, 279, 34675} & set(exif)
+    crop = io.write_image(tmp_path / "crop.tif", x[..., :5, :7], info)  # another size than the input
+    with Image.open(crop) as im:
+        assert im.size == (7, 5) and im.getexif()[_MAKE] == "Acme"
+    assert torch.equal(io.read_image(crop)[0], x[..., :5, :7])
+
+
+def test_a_profile_that_does_not_fit_the_output_is_left_out(tmp_path):
+    x, info = io.read_image(_photo(tmp_path / "in.png", _random((4, 6, 3))))
+    out = io.write_image(tmp_path / "gray.png", io.rgb_to_gray(x), info)  # an RGB profile on gray
+    tags, _, icc = _metadata_of(out)
+    assert icc is None and tags[_MAKE] == "Acme"
+    cmyk = _srgb_profile()[:16] + b"CMYK" + _srgb_profile()[20:]
+    Image.fromarray(_random((4, 6, 4)), "CMYK").save(tmp_path / "cmyk.jpg", icc_profile=cmyk)
+    _, converted = io.read_image(tmp_path / "cmyk.jpg")  # CMYK pixels turned RGB: not CMYK any more
+    assert converted.icc_profile is None
+
+
+def test_exif_too_large_for_jpeg_is_dropped_with_a_warning(tmp_path):
+    exif = Image.Exif()
+    exif.update({_MAKE: "Acme", 0x010E: "x" * 70_000})  # a 70 kB image description
+    Image.fromarray(_random((4, 6, 3))).save(tmp_path / "in.png", exif=exif.tobytes())
+    x, info = io.read_image(tmp_path / "in.png")
+    with pytest.warns(UserWarning, match="too large for JPEG"):
+        out = io.write_image(tmp_path / "out.jpg", x, info)
+    assert _metadata_of(out)[0] == {}
+    assert _metadata_of(io.write_image(tmp_path / "out.png", x, info))[0][_MAKE] == "Acme"
+
+
+def test_unusable_exif_bytes_are_dropped_with_a_warning(tmp_path):
+    info = io.ImageInfo(exif=b"Exif\x00\x00not a TIFF structure", icc_profile=_srgb_profile())
+    with pytest.warns(UserWarning, match="EXIF metadata cannot be written"):
+        out = io.write_image(tmp_path / "out.png", torch.rand(1, 3, 4, 4), info)
+    tags, _, icc = _metadata_of(out)
+    assert tags == {} and icc == _srgb_profile()
+
+
 # ----------------------------------------------------------------------------- folders, colour
 
 def test_list_images_sorted_and_filtered(tmp_path):
@@ -393,6 +519,8 @@ def test_rgb_to_gray_matches_pillow_luma(tmp_path):
 def test_info_repr_is_short():
     text = repr(io.ImageInfo(bit_depth=16, mode="L", alpha=torch.zeros(1, 1, 300, 300), format="PNG"))
     assert text == "ImageInfo(bit_depth=16, mode='L', alpha=<(1, 1, 300, 300) tensor>, format='PNG')"
+    text = repr(io.ImageInfo(exif=b"Exif" * 100, icc_profile=bytes(588)))
+    assert text.endswith("format=None, exif=<400 bytes>, icc_profile=<588 bytes>)")
 
 
 def test_reads_real_images(data_root):

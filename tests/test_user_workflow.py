@@ -245,3 +245,31 @@ def test_user_model_folder_default(monkeypatch, tmp_path):
     monkeypatch.delenv("DENOISE_MODELS", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert user_models_dir() == Path(tmp_path) / "denoise" / "models"
+
+
+def test_shard_auto_reads_torchrun_and_slurm(monkeypatch):
+    import argparse
+
+    from denoise.cli.run import shard_arg
+
+    for var in ("WORLD_SIZE", "RANK", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(argparse.ArgumentTypeError, match="torchrun"):
+        shard_arg("auto")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "8")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert shard_arg("auto") == (4, 8)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    assert shard_arg("auto") == (3, 4)
+
+
+def test_bench_lists_only_folders_of_images(tmp_path, monkeypatch):
+    from denoise.evaluation.testsets import available_sets
+
+    (tmp_path / "Mine").mkdir()
+    write_image(tmp_path / "Mine" / "a.png", _scene(0, 16))
+    (tmp_path / "Classes" / "cat").mkdir(parents=True)
+    write_image(tmp_path / "Classes" / "cat" / "a.png", _scene(1, 16))
+    monkeypatch.setenv("DENOISE_DATA", str(tmp_path))
+    assert available_sets() == ["Mine"]

@@ -175,6 +175,25 @@ class Restored:
     tiled: bool
 
 
+def _check_strength(strength) -> None:
+    if strength is None:
+        return
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.05 <= strength <= 20:
+        raise InputError(f"strength must be a number in [0.05, 20] (1 = the noise level as given), "
+                         f"got {strength!r}")
+
+
+def _warn_outside_range(net: nn.Module, name: str, sigma) -> None:
+    """A warning when the noise level exceeds the model's training range."""
+    top = getattr(net, "sigma_max", None) or getattr(getattr(net, "model", None), "sigma_max", None)
+    if top is None:
+        return
+    level = float(torch.as_tensor(sigma).max())
+    if level > top * 1.0001:
+        warnings.warn(f"model {name} was trained for sigma in [0, {top * 255:g}] (0-255 scale); "
+                      f"{level * 255:.1f} is outside that range", stacklevel=3)
+
+
 def _check_tile(tile) -> None:
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
         raise InputError(f"tile must be a positive number of pixels or None, got {tile!r}")
@@ -183,7 +202,7 @@ def _check_tile(tile) -> None:
 def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
             sigma: float | torch.Tensor | None = None, *, tile: int | None = DEFAULT_TILE,
             device: str | torch.device | None = None, progress: bool = False,
-            warn_ignored_sigma: bool = True, callback=None) -> Restored:
+            strength: float | None = None, warn_ignored_sigma: bool = True, callback=None) -> Restored:
     """Run a model on images with the package's one policy (see the module docstring).
 
     Args:
@@ -196,6 +215,8 @@ def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
         device: "auto", "cpu", "cuda", "mps" or a torch.device; None: the device of ``x``
             for a module, else "auto".
         progress: a progress bar over the tiles.
+        strength: scales the noise level given to a model that takes one (the noise-level
+            map of FFDNet): below 1 keeps more detail, above 1 smooths more.
         warn_ignored_sigma: warn when a sigma is given to a model blind to it.
         callback: called as ``callback(done, total)`` after each tile (an untiled run is
             one tile); an exception it raises stops the run (how a front-end cancels).
@@ -210,8 +231,12 @@ def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
         parsed, net = load(model, x.shape[1], dev)
         name = str(parsed)
     c = contract(net)
+    _check_strength(strength)
     estimated = False
-    if not (isinstance(sigma, torch.Tensor) and sigma.dim() == 4):
+    if isinstance(sigma, torch.Tensor) and sigma.dim() == 4:
+        if not torch.isfinite(sigma).all() or (sigma < 0).any() or (sigma > 1).any():
+            raise InputError("a noise map must hold finite levels in [0, 1] (0-1 scale)")
+    else:
         sigma = check_sigma(sigma)
     if not c.uses_sigma:
         if sigma is not None and warn_ignored_sigma:
@@ -222,6 +247,12 @@ def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
         from .estimate import estimate_sigma
 
         sigma, estimated = estimate_sigma(x), True
+    if c.uses_sigma:
+        if strength is not None:
+            sigma = sigma * strength
+        _warn_outside_range(net, name, sigma)
+    elif strength is not None and warn_ignored_sigma:
+        warnings.warn(f"model {name} takes no noise level: --strength is ignored", stacklevel=2)
     inp = x.to(dev)
     if isinstance(sigma, torch.Tensor):
         sigma = sigma.to(dev)
@@ -229,8 +260,12 @@ def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
     with torch.inference_mode():
         start = time.perf_counter()
         if use_tiles:
-            y = tiled(net, inp, sigma, tile=tile, overlap=c.receptive_field, scale=c.scale,
-                      progress=progress, callback=callback)
+            def run(image, level, model=net.model if isinstance(net, SelfEnsemble) else net):
+                return tiled(model, image, level, tile=tile, overlap=c.receptive_field, scale=c.scale,
+                             align=c.alignment, progress=progress, callback=callback)
+
+            # a self-ensemble tiles each transformed image on its own grid
+            y = net(inp, sigma, run=run) if isinstance(net, SelfEnsemble) else run(inp, sigma)
         else:
             y = net(inp, sigma)
             if callback is not None:
@@ -244,9 +279,12 @@ def restore(x: torch.Tensor, model: str | ModelName | nn.Module = DEFAULT,
 
 
 def denoise(x: torch.Tensor, model: str | nn.Module = DEFAULT, sigma: float | torch.Tensor | None = None,
-            *, tile: int | None = DEFAULT_TILE, device: str | torch.device | None = None) -> torch.Tensor:
+            *, tile: int | None = DEFAULT_TILE, device: str | torch.device | None = None,
+            strength: float | None = None) -> torch.Tensor:
     """Denoise images (the public one-call API; see :func:`restore` for the arguments).
 
-    Returns the restored images, shaped like ``x`` (times the model's scale), in [0, 1].
+    ``sigma`` may also be a noise map (N, 1 or C, H, W) for models that take one (FFDNet):
+    a noise level per pixel. Returns the restored images, shaped like ``x`` (times the
+    model's scale), in [0, 1].
     """
-    return restore(x, model, sigma, tile=tile, device=device).output
+    return restore(x, model, sigma, tile=tile, device=device, strength=strength).output

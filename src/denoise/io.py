@@ -9,16 +9,21 @@ values in [0, 1]. This module converts files to and from that form:
 * colours: gray and RGB; palette, CMYK, YCbCr and 1-bit images are converted to RGB or
   gray; an alpha channel is split off into ``info.alpha`` and written back untouched;
 * EXIF orientation is applied on reading (as :func:`PIL.ImageOps.exif_transpose` does),
-  so pixels come out the way a viewer shows them.
+  so pixels come out the way a viewer shows them;
+* metadata: the EXIF (camera, dates, GPS...) and the ICC profile go from :class:`ImageInfo`
+  into JPEG, PNG and TIFF outputs of either depth, unless ``strip_metadata``; the EXIF
+  Orientation becomes 1 (pixels are upright). Not kept: EXIF thumbnails, XMP, IPTC, a
+  profile that does not fit the output (CMYK or Lab turned RGB, RGB on gray), an EXIF
+  over 64 KiB in a JPEG (with a warning).
 
 Pillow reads 16-bit colour PNG and TIFF files as 8-bit images. Here they are decoded
 twice by Pillow's own decoder, unpacking the high and then the low byte of every sample,
-which keeps all 16 bits. Pillow cannot write them either: 16-bit colour PNGs are encoded
-by :func:`_encode_png16`, 16-bit colour TIFFs by ``tifffile`` (a scikit-image dependency).
+which keeps all 16 bits. Pillow cannot write them either: 16-bit colour PNGs and TIFFs are
+encoded by :mod:`denoise.encoders` (uncompressed TIFF, its directory written by Pillow).
 
-Limits: images smaller than 2x2 pixels are refused; colour profiles (ICC) are not applied
-or written; 16-bit colour TIFFs with separate colour planes and 16-bit gray-with-alpha
-TIFFs are not supported (each raises a one-line error saying so).
+Limits: images smaller than 2x2 pixels are refused; colour profiles (ICC) are carried, not
+applied; 16-bit colour TIFFs with separate colour planes and 16-bit gray-with-alpha TIFFs
+are not supported (each raises a one-line error saying so).
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .encoders import _encode_png16, _save_tiff16
+from .encoders import _metadata_in, _metadata_out, _save
 from .errors import (
     DenoiseError,
     ImageReadError,
@@ -69,17 +74,23 @@ class ImageInfo:
         mode: ``"L"`` (gray) or ``"RGB"``: the colour channels, alpha excluded.
         alpha: the alpha channel as a float32 tensor ``(1, 1, H, W)`` in [0, 1], or None.
         format: the file format as Pillow names it (``"PNG"``, ``"JPEG"``, ``"TIFF"``), or None.
+        exif: the EXIF block as Pillow's ``exif=`` takes it, Orientation 1; or None.
+        icc_profile: the ICC colour profile of the pixels, or None.
     """
 
     bit_depth: int = 8
     mode: str = "RGB"
     alpha: torch.Tensor | None = None
     format: str | None = None
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
 
     def __repr__(self) -> str:
         alpha = None if self.alpha is None else f"<{tuple(self.alpha.shape)} tensor>"
+        meta = "".join(f", {k}=<{len(v)} bytes>" for k, v in
+                       (("exif", self.exif), ("icc_profile", self.icc_profile)) if v)
         return (f"ImageInfo(bit_depth={self.bit_depth}, mode={self.mode!r}, alpha={alpha}, "
-                f"format={self.format!r})")
+                f"format={self.format!r}{meta})")
 
 
 # ----------------------------------------------------------------------------- reading
@@ -87,9 +98,10 @@ class ImageInfo:
 def read_image(path) -> tuple[torch.Tensor, ImageInfo]:
     """Read an image file into a float32 tensor ``(1, C, H, W)`` in [0, 1], ``C`` in {1, 3}.
 
-    Returns ``(x, info)``; ``info`` keeps the bit depth, the colour mode, the alpha channel
-    and the format (see :class:`ImageInfo`). Raises :class:`ImageReadError` with one line
-    naming the file when it is missing, empty, truncated, not an image, or too small.
+    Returns ``(x, info)``; ``info`` keeps the bit depth, the colour mode, the alpha channel,
+    the format and the metadata (see :class:`ImageInfo`). Raises :class:`ImageReadError`
+    with one line naming the file when it is missing, empty, truncated, not an image, or
+    too small.
     """
     path = Path(path)
     _check_readable(path)
@@ -98,13 +110,16 @@ def read_image(path) -> tuple[torch.Tensor, ImageInfo]:
             fmt = im.format
             _check_size(im.size, path)
             pixels, depth = _decode(im, path)
+            colours = 1 if pixels.ndim == 2 or pixels.shape[2] == 2 else 3
+            exif, icc = _metadata_in(im, pixels.shape[1::-1], colours, path)
     except DenoiseError:
         raise
     except Exception as exc:  # noqa: BLE001 - decoders of damaged files raise all kinds of errors
         raise ImageReadError(f"cannot read {path}: {_reason(exc)}") from None
     x, alpha = _to_tensors(pixels, depth)
     mode = "L" if x.shape[1] == 1 else "RGB"
-    return x, ImageInfo(bit_depth=depth, mode=mode, alpha=alpha, format=fmt)
+    return x, ImageInfo(bit_depth=depth, mode=mode, alpha=alpha, format=fmt, exif=exif,
+                        icc_profile=icc)
 
 
 def _check_readable(path: Path) -> None:
@@ -251,7 +266,7 @@ def _to_tensors(pixels: np.ndarray, depth: int) -> tuple[torch.Tensor, torch.Ten
 # ----------------------------------------------------------------------------- writing
 
 def write_image(path, x: torch.Tensor, info: ImageInfo | None = None, *, bit_depth: int | None = None,
-                overwrite: bool = False, quality: int = 95) -> Path:
+                overwrite: bool = False, quality: int = 95, strip_metadata: bool = False) -> Path:
     """Write an image ``(1, C, H, W)`` or ``(C, H, W)`` in [0, 1] to ``path``; return the path.
 
     The format comes from the suffix (.png .jpg .jpeg .tif .tiff). Values are clipped to
@@ -259,6 +274,7 @@ def write_image(path, x: torch.Tensor, info: ImageInfo | None = None, *, bit_dep
     default bit depth and an alpha channel to attach back; ``bit_depth`` (8 or 16)
     overrides it. JPEG stores 8 bits and no alpha: a 16-bit default becomes 8 bits and an
     alpha channel is dropped with a warning. ``quality`` is the JPEG quality (1-95).
+    The EXIF and ICC profile of ``info`` are written too, unless ``strip_metadata``.
 
     The file appears atomically (a temporary file renamed on success, removed on
     failure) and an existing file is replaced only when ``overwrite`` is true. Raises
@@ -270,9 +286,11 @@ def write_image(path, x: torch.Tensor, info: ImageInfo | None = None, *, bit_dep
     depth = _output_depth(fmt, bit_depth, info)
     alpha = _output_alpha(fmt, x, info)
     pixels = _to_array(x if alpha is None else torch.cat([x, alpha]), depth)
+    meta = (None, None) if strip_metadata or info is None else _metadata_out(
+        info.exif, info.icc_profile, fmt, (x.shape[-1], x.shape[-2]), x.shape[0])
     try:
         with atomic_path(path, overwrite=overwrite, error=ImageWriteError) as tmp:
-            _save(pixels, tmp, fmt, depth, quality)
+            _save(pixels, tmp, fmt, depth, quality, *meta)
     except DenoiseError:
         raise
     except OSError as exc:
@@ -346,18 +364,6 @@ def _to_array(x: torch.Tensor, depth: int) -> np.ndarray:
     dtype = np.uint8 if depth == 8 else np.uint16
     pixels = _levels(x, depth).to(torch.int32).permute(1, 2, 0).numpy().astype(dtype)
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
-
-
-def _save(pixels: np.ndarray, target: Path, fmt: str, depth: int, quality: int) -> None:
-    channels = 1 if pixels.ndim == 2 else pixels.shape[-1]
-    if depth == 16 and fmt == "PNG":
-        target.write_bytes(_encode_png16(pixels))
-    elif depth == 16 and fmt == "TIFF" and channels > 1:
-        _save_tiff16(pixels, target)
-    elif fmt == "JPEG":
-        Image.fromarray(pixels).save(target, format="JPEG", quality=quality, subsampling=0)
-    else:
-        Image.fromarray(pixels).save(target, format=fmt)
 
 
 def list_images(folder) -> list[Path]:

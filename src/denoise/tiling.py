@@ -46,19 +46,24 @@ def _starts(length: int, tile: int, step: int) -> list[int]:
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
-def axis_spans(length: int, tile: int, overlap: int, blend: int) -> list[Span]:
+def axis_spans(length: int, tile: int, overlap: int, blend: int, align: int = 1) -> list[Span]:
     """Plan the tiles along one axis of ``length`` pixels.
 
+    With ``align`` > 1 every tile starts at a multiple of it (models that pool or
+    pixel-unshuffle by that factor see the same pixel grid as on the whole image), and the
+    last tile reaches the end of the axis (up to ``align - 1`` pixels longer than ``tile``).
     Raises InputError when ``tile`` leaves no room between two crops of ``overlap``
-    pixels and the ``blend`` ramp.
+    pixels, the ``blend`` ramp and the alignment.
     """
-    step = tile - 2 * overlap - blend
+    step = tile - 2 * overlap - blend - (align - 1)
     if length > tile and step < 1:
-        raise InputError(f"tile={tile} is too small for overlap={overlap} and blend={blend}; "
-                         f"use tile > {2 * overlap + blend}")
+        raise InputError(f"tile={tile} is too small for overlap={overlap}, blend={blend} and "
+                         f"alignment {align}; use tile > {2 * overlap + blend + align - 1}")
     spans = []
-    for start in _starts(length, tile, step):
-        stop = min(start + tile, length)
+    starts = _starts(length, tile, step)
+    for i, start in enumerate(starts):
+        start -= start % align
+        stop = length if i == len(starts) - 1 else min(start + tile, length)
         keep_start = start + overlap if start > 0 else 0
         keep_stop = stop - overlap if stop < length else length
         spans.append(Span(start, stop, keep_start, keep_stop,
@@ -88,7 +93,8 @@ def _ramp(size: int, blend: int, rise: bool, fall: bool) -> torch.Tensor:
 
 def tiled(model: nn.Module, x: torch.Tensor, sigma: float | torch.Tensor | None = None, *,
           tile: int = 512, overlap: int | None = None, blend: int | None = None, scale: int | None = None,
-          progress: bool = False) -> torch.Tensor:
+          align: int | None = None,
+          progress: bool = False, callback=None) -> torch.Tensor:
     """Run ``model(x, sigma)`` tile by tile and blend the results.
 
     Args:
@@ -106,31 +112,39 @@ def tiled(model: nn.Module, x: torch.Tensor, sigma: float | torch.Tensor | None 
         blend: width of the linear cross-fade between neighbours; defaults to
             ``min(overlap, DEFAULT_BLEND)``.
         scale: output pixels per input pixel along each side (default: the model's).
+        align: tiles start at multiples of this (default: the model's ``alignment``).
         progress: show a progress bar over the tiles.
+        callback: called as ``callback(done, total)`` after each tile (a front-end's
+            progress bar); an exception it raises stops the run (a cancel).
 
     Returns:
         A new tensor (N, C, scale * H, scale * W). Runs without autograd.
     """
     from .models.base import contract
 
-    c = contract(model) if overlap is None or scale is None else None
+    c = contract(model) if overlap is None or scale is None or align is None else None
     overlap = c.receptive_field if overlap is None else overlap
     scale = c.scale if scale is None else scale
+    align = c.alignment if align is None else align
     blend = min(overlap, DEFAULT_BLEND) if blend is None else blend
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1 or overlap < 0 or blend < 0:
         raise InputError(f"tile must be a positive integer and overlap, blend >= 0; "
                          f"got tile={tile!r}, overlap={overlap!r}, blend={blend!r}")
     n, ch, h, w = x.shape
-    window = tile + 2 * overlap + blend
-    rows = axis_spans(h, window, overlap, blend)
-    cols = axis_spans(w, window, overlap, blend)
+    window = tile + 2 * overlap + blend + align - 1
+    rows = axis_spans(h, window, overlap, blend, align)
+    cols = axis_spans(w, window, overlap, blend, align)
     with torch.inference_mode():
         out = x.new_zeros(n, ch, h * scale, w * scale)
-        with _progress(len(rows) * len(cols), progress) as bar:
+        total, done = len(rows) * len(cols), 0
+        with _progress(total, progress) as bar:
             for r in rows:
                 for c in cols:
                     _add_tile(out, model, x, sigma, r, c, scale)
                     bar.update(1)
+                    done += 1
+                    if callback is not None:
+                        callback(done, total)
     return out
 
 

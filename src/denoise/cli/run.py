@@ -49,14 +49,20 @@ def register(sub) -> None:
     p.add_argument("-r", "--recursive", action="store_true",
                    help="also read the sub-folders of folder inputs (mirrored under OUT)")
     p.add_argument("--mkdir", action="store_true", help="create the output folder if missing")
+    p.add_argument("--strength", type=strength_arg, default=None, metavar="F",
+                   help="scale the noise level given to models that take one (FFDNet's noise map): "
+                        "0.8 keeps more detail, 1.3 smooths more (default 1)")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
                    help="where the model runs (default auto: CUDA, else MPS, else the CPU)")
-    p.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
+    p.add_argument("--shard", type=shard_arg, default=None, metavar="K/N|auto",
                    help="process only shard K of N (1 <= K <= N): a fixed share of the files, chosen "
-                        "by a hash of their output path, so N jobs (a job array, torchrun) share a "
-                        "folder without coordination")
+                        "by a hash of their output path, so N jobs share a folder without "
+                        "coordination; 'auto' takes K and N from torchrun or a Slurm job array")
     p.add_argument("--skip-existing", action="store_true",
                    help="skip inputs whose output exists (to resume an interrupted run)")
+    p.add_argument("--strip-metadata", action="store_true",
+                   help="leave the input's EXIF (camera, dates, GPS) and ICC colour profile out of "
+                        "the outputs (by default they are kept, EXIF orientation reset to 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
     p.set_defaults(func=cmd_run)
 
@@ -150,8 +156,29 @@ def plan_jobs(inputs: Sequence[str], out: Path, *, suffix: str = "", recursive: 
     return jobs
 
 
+def strength_arg(text: str) -> float:
+    """A factor in [0.05, 20]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.8 or 1.3, got {text!r}") from None
+    if not 0.05 <= value <= 20:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"--strength must be in [0.05, 20], got {text}")
+    return value
+
+
 def shard_arg(text: str) -> tuple[int, int]:
-    """``K/N`` with 1 <= K <= N."""
+    """``K/N`` with 1 <= K <= N, or ``auto``: this process's place under torchrun (RANK,
+    WORLD_SIZE) or in a Slurm job array (SLURM_ARRAY_TASK_ID, _MIN, _COUNT)."""
+    if text.strip().lower() == "auto":
+        env = os.environ
+        if "WORLD_SIZE" in env:
+            return int(env.get("RANK", "0")) + 1, int(env["WORLD_SIZE"])
+        if "SLURM_ARRAY_TASK_COUNT" in env:
+            first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            return int(env["SLURM_ARRAY_TASK_ID"]) - first + 1, int(env["SLURM_ARRAY_TASK_COUNT"])
+        raise argparse.ArgumentTypeError("auto needs torchrun (RANK, WORLD_SIZE) or a Slurm job array "
+                                         "(SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT)")
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -187,11 +214,13 @@ def prepare_output_folder(out: Path, mkdir: bool) -> Path:
 
 
 def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: bool = False,
-                 progress: bool = False, device: str = "cpu") -> str:
+                 progress: bool = False, device: str = "cpu", strength: float | None = None,
+                 strip_metadata: bool = False) -> str:
     """Denoise one file with model ``name`` and write the result; return a one-line summary.
 
     ``sigma`` is on the 0-255 scale (the command line's), or None to estimate it. The
-    output is written atomically and replaces an existing file only when ``force`` is true.
+    output is written atomically and replaces an existing file only when ``force`` is true;
+    it keeps the input's EXIF and ICC profile unless ``strip_metadata`` is true.
     """
     import torch
 
@@ -200,9 +229,9 @@ def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: 
 
     x, info = read_image(job.source)
     result = restore(x, name, None if sigma is None else sigma / 255, tile=tile, device=device,
-                     progress=progress)
+                     progress=progress, strength=strength)
     _make_parent(job.target)
-    write_image(job.target, result.output, info, overwrite=force)
+    write_image(job.target, result.output, info, overwrite=force, strip_metadata=strip_metadata)
     how = "" if result.sigma is None else (
         f", sigma {float(torch.as_tensor(result.sigma).flatten()[0]) * 255:.1f}"
         + (" estimated" if result.sigma_estimated else ""))
@@ -237,7 +266,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for job in tqdm(jobs, desc="denoise", unit="img", disable=None if show else True):
         try:
             line = denoise_file(job, args.model, args.sigma, tile=args.tile, force=args.force,
-                                progress=show, device=str(device))
+                                progress=show, device=str(device), strength=args.strength,
+                                strip_metadata=args.strip_metadata)
         except (DenoiseError, MemoryError) as exc:
             reason = "out of memory; try a smaller --tile" if isinstance(exc, MemoryError) else exc
             failures.append((job.source, one_line(reason)))

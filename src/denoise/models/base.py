@@ -10,7 +10,9 @@ A restoration model is a :class:`Restorer`, an ``nn.Module`` with
 * ``uses_sigma``: whether ``forward`` reads ``sigma`` (blind models ignore it; a model
   that uses it and gets None estimates it or raises);
 * ``scale``: 1 for denoisers; 2, 3 or 4 for super-resolution (the output is ``scale``
-  times larger than the input along each side).
+  times larger than the input along each side);
+* ``alignment``: the pixel grid the model works on (its total pooling or pixel-unshuffle
+  factor, 1 for most): tiles start at multiples of it, so they see the whole image's grid.
 
 Wrappers (the geometric self-ensemble, and any later one) are :class:`Wrapper`\\ s: they
 pass the whole contract of the model they wrap through.
@@ -34,6 +36,8 @@ class Restorer(nn.Module):
     uses_sigma: bool = False
     #: Output size / input size along each side (1 for denoisers).
     scale: int = 1
+    #: Tiles start at multiples of this (the total downsampling factor of the model).
+    alignment: int = 1
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -47,6 +51,7 @@ class Wrapper(Restorer):
         self.model = model
         c = contract(model)
         self.receptive_field, self.uses_sigma, self.scale = c.receptive_field, c.uses_sigma, c.scale
+        self.alignment = c.alignment
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         return self.model(x, sigma)
@@ -59,6 +64,7 @@ class Contract:
     receptive_field: int
     uses_sigma: bool
     scale: int
+    alignment: int = 1
 
 
 def contract(model: nn.Module) -> Contract:
@@ -68,11 +74,13 @@ def contract(model: nn.Module) -> Contract:
     if not isinstance(model, Restorer):
         raise ModelError(f"{name} is not a denoise.models.Restorer: subclass it and declare "
                          "receptive_field, uses_sigma and scale")
-    rf, uses, scale = model.receptive_field, model.uses_sigma, model.scale
+    rf, uses, scale, align = model.receptive_field, model.uses_sigma, model.scale, model.alignment
     if isinstance(rf, bool) or not isinstance(rf, int) or rf < 0:
         raise ModelError(f"{name}.receptive_field must be an integer >= 0, got {rf!r}")
     if not isinstance(uses, bool):
         raise ModelError(f"{name}.uses_sigma must be True or False, got {uses!r}")
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ModelError(f"{name}.scale must be an integer >= 1, got {scale!r}")
-    return Contract(rf, uses, scale)
+    if isinstance(align, bool) or not isinstance(align, int) or align < 1:
+        raise ModelError(f"{name}.alignment must be an integer >= 1, got {align!r}")
+    return Contract(rf, uses, scale, align)

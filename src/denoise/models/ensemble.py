@@ -21,13 +21,17 @@ class SelfEnsemble(Wrapper):
     """The mean of ``model`` over the eight symmetries of the square (x8 time); the
     model's contract (receptive field, sigma, scale) passes through."""
 
-    def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma=None, *, run=None) -> torch.Tensor:
+        """The mean over the eight symmetries; ``run(x, sigma)`` runs the inner model on
+        each transformed image (default: the model itself; the tiler passes its own, so
+        that each whole transformed image is tiled on its own pixel grid)."""
+        run = run or self.model
         total = None
         for s in SYMMETRIES:
             # rot90 always returns a new tensor (a copy even for s = 0), so the first
             # output can be the accumulator
             # a noise map (N, C, H, W) turns with the image; a level per image does not
             sig = transform(sigma, s) if isinstance(sigma, torch.Tensor) and sigma.dim() == 4 else sigma
-            y = inverse(self.model(transform(x, s), sig), s)
+            y = inverse(run(transform(x, s), sig), s)
             total = y if total is None else total.add_(y)
         return total.div_(8)

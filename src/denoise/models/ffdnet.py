@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .base import Restorer
 from .registry import register_model, register_weights
 from .unet import pad_to_multiple
@@ -59,11 +60,11 @@ def noise_map(sigma, x: torch.Tensor) -> torch.Tensor:
         return s.expand(n, 1, h, w)
     if s.ndim == 1:
         if s.shape[0] not in (1, n):
-            raise ValueError(f"sigma has {s.shape[0]} values for a batch of {n} images")
+            raise InputError(f"sigma has {s.shape[0]} values for a batch of {n} images")
         return s.reshape(-1, 1, 1, 1).expand(n, 1, h, w)
     if s.ndim == 4 and s.shape[0] in (1, n) and s.shape[1] in (1, c) and tuple(s.shape[2:]) == (h, w):
         return s.expand(n, s.shape[1], h, w)
-    raise ValueError(f"a noise map must have shape (N, 1, H, W) or (N, {c}, H, W) = "
+    raise InputError(f"a noise map must have shape (N, 1, H, W) or (N, {c}, H, W) = "
                      f"({n}, 1|{c}, {h}, {w}); got {tuple(s.shape)}")
 
 
@@ -75,6 +76,9 @@ class FFDNet(Restorer):
     """
 
     uses_sigma = True
+    alignment = 2  # the 2x2 pixel-unshuffle grid
+    #: The largest noise level of the training range (0-1 scale); above it is extrapolation.
+    sigma_max = SIGMA_MAX
 
     def __init__(self, channels: int = 1, features: int | None = None, layers: int | None = None):
         super().__init__()
@@ -91,7 +95,7 @@ class FFDNet(Restorer):
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         if sigma is None:
-            raise ValueError("FFDNet needs the noise level sigma (0-1 scale)")
+            raise InputError("FFDNet needs the noise level sigma (0-1 scale)")
         m = noise_map(sigma, x)
         inp, (h, w) = pad_to_multiple(x, 2)
         if m.shape[-2:] != inp.shape[-2:]:

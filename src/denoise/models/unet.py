@@ -70,6 +70,7 @@ class N2NUNet(Restorer):
     """
 
     depth = 5
+    alignment = 2 ** depth
 
     def __init__(self, channels: int = 3, features: int = 48, residual: bool = False):
         super().__init__()
@@ -136,6 +137,7 @@ class SmallUNet(Restorer):
     """
 
     depth = 3
+    alignment = 2 ** depth
 
     def __init__(self, channels: int = 3, features: int = 32):
         super().__init__()
