@@ -9,7 +9,7 @@ import torch
 
 from denoise.cli import main
 from denoise.ee559 import data as D
-from denoise.errors import DenoiseError, ImageReadError, ImageWriteError, InputError
+from denoise.errors import DenoiseError, ImageReadError, InputError, OutputError
 from denoise.io import write_image
 
 
@@ -92,7 +92,7 @@ def test_files_load_with_plain_torch_load_and_are_reproducible(small, tmp_path):
     assert torch.equal(val_input, small.val_input) and torch.equal(val_target, small.val_target)
     recipe = json.loads((tmp_path / "a" / D.RECIPE_FILE).read_text())
     assert recipe["seed"] == 3 and abs(recipe["sigma_255"] - 255 * small.sigma) < 1e-3  # file: 0-255
-    with pytest.raises(ImageWriteError, match="--force"):
+    with pytest.raises(OutputError, match="--force"):
         D.write_ee559_data(tmp_path / "a", small)
 
 

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import DenoiseError, ImageReadError, ImageWriteError, InputError
+from ..errors import (
+    DenoiseError,
+    ImageReadError,
+    ImageWriteError,
+    InputError,
+    OutputError,
+)
 from ..inference import DEFAULT, DEFAULT_TILE
 from .args import PROG, error, one_line, paragraphs, positive_int, sigma_arg
 
@@ -200,16 +206,16 @@ def in_shard(relative: Path, k: int, n: int) -> bool:
 def prepare_output_folder(out: Path, mkdir: bool) -> Path:
     """Check (or with ``mkdir`` create) the output folder; raise ImageWriteError if unusable."""
     if out.exists() and not out.is_dir():
-        raise ImageWriteError(f"the output {out} is not a folder")
+        raise OutputError(f"the output {out} is not a folder")
     if not out.exists():
         if not mkdir:
-            raise ImageWriteError(f"output folder does not exist: {out}; create it or pass --mkdir")
+            raise OutputError(f"output folder does not exist: {out}; create it or pass --mkdir")
         try:
             out.mkdir(parents=True)
         except OSError as exc:
-            raise ImageWriteError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+            raise OutputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
     if not os.access(out, os.W_OK | os.X_OK):
-        raise ImageWriteError(f"cannot write to the output folder {out}: permission denied")
+        raise OutputError(f"cannot write to the output folder {out}: permission denied")
     return out
 
 
@@ -243,7 +249,7 @@ def _make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ImageWriteError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

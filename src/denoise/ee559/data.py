@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import ImageWriteError, InputError
+from ..errors import InputError, OutputError
 from ..io import list_images, read_image
 from ..metrics import psnr
 from ..training.data import load_uint8_pair
@@ -259,15 +259,15 @@ def write_ee559_data(out: str | Path, data: EE559Data, *, overwrite: bool = Fals
     all three before anything is written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ImageWriteError(f"{out} is not a folder")
+        raise OutputError(f"{out} is not a folder")
     paths = [out / TRAIN_FILE, out / VAL_FILE, out / RECIPE_FILE]
     existing = [p.name for p in paths if p.exists()]
     if existing and not overwrite:
-        raise ImageWriteError(f"{out} already holds {', '.join(existing)}; pass --force to replace")
+        raise OutputError(f"{out} already holds {', '.join(existing)}; pass --force to replace")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ImageWriteError(f"cannot create {out}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from None
     save_pair(paths[0], data.train_input, data.train_target, overwrite=True)
     save_pair(paths[1], data.val_input, data.val_target, overwrite=True)
     write_json(paths[2], {**data.recipe(), "command": command})

@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from .. import __version__
-from ..errors import ImageWriteError, ModelError
+from ..errors import ModelError, OutputError
 from ..utils import write_text
 from .course import load_state, shipped_weights
 from .data import save_torch
@@ -78,7 +78,7 @@ def export_project(root: str | Path, *, overwrite: bool = False) -> Path:
     """
     root = Path(root)
     if root.exists() and not root.is_dir():
-        raise ImageWriteError(f"{root} exists and is not a folder")
+        raise OutputError(f"{root} exists and is not a folder")
     states = {}
     for number in PROJECTS:
         path = shipped_weights(_weights_name(number))
@@ -89,14 +89,14 @@ def export_project(root: str | Path, *, overwrite: bool = False) -> Path:
     targets = [root / f"Miniproject_{n}" / name for n in PROJECTS for name in FILES]
     existing = [str(p.relative_to(root)) for p in targets if p.exists()]
     if existing and not overwrite:
-        raise ImageWriteError(f"{root} already holds {', '.join(existing[:3])}"
+        raise OutputError(f"{root} already holds {', '.join(existing[:3])}"
                               f"{' and more' if len(existing) > 3 else ''}; pass --force to replace")
     for number, state in states.items():
         folder = root / f"Miniproject_{number}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ImageWriteError(f"cannot create {folder}: {exc.strerror or exc}") from None
+            raise OutputError(f"cannot create {folder}: {exc.strerror or exc}") from None
         write_text(folder / "__init__.py", "")
         write_text(folder / "model.py", model_source(number))
         save_torch(state, folder / "bestmodel.pth", overwrite=True)
