@@ -98,7 +98,7 @@ class FFDNet(Restorer):
             raise InputError("FFDNet needs the noise level sigma (0-1 scale)")
         m = noise_map(sigma, x)
         inp, (h, w) = pad_to_multiple(x, 2)
-        if m.shape[-2:] != inp.shape[-2:]:
+        if m.shape[-2:] != inp.shape[-2:] or torch.jit.is_tracing():  # traced: any size
             m, _ = pad_to_multiple(m.contiguous(), 2)
         # the map at half resolution: the mean level of each 2x2 block, per channel
         m = F.avg_pool2d(m, 2).expand(-1, self.channels, -1, -1)

@@ -20,7 +20,13 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     Reflect padding is used, repeated as often as needed for images smaller than the pad
     (a single reflect pad must be smaller than the image). Returns the padded tensor and
     the original (H, W) to crop back to.
+
+    While tracing (ONNX or TorchScript export, :mod:`denoise.deploy`) the same padding is
+    computed from the runtime shape instead (:func:`pad_to_multiple_traceable`): the loop
+    below would be recorded with the example's sizes as constants.
     """
+    if torch.jit.is_tracing():
+        return pad_to_multiple_traceable(x, multiple)
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     while ph or pw:
@@ -30,6 +36,26 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
             break
         x = F.pad(x, (0, step_w, 0, step_h), mode="reflect")
         ph, pw = ph - step_h, pw - step_w
+    return x, (h, w)
+
+
+def _reflect_index(n: torch.Tensor | int, size: torch.Tensor | int, device: torch.device) -> torch.Tensor:
+    """Source indices of the ``size`` samples of a side of length ``n`` reflected at its
+    end as often as needed (period ``2 (n - 1)``; a 1-pixel side is replicated)."""
+    period = 2 * n - 2
+    r = torch.arange(size, device=device) % (period + (n == 1))  # n = 1: r % 1 = 0
+    return torch.where(r < n, r, period - r)
+
+
+def pad_to_multiple_traceable(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple]:
+    """:func:`pad_to_multiple` as index arithmetic on the shape (equal values): a trace of
+    it pads any image size, not only the example's. The repeated reflect pads of the loop
+    are one reflection of period ``2 (H - 1)``, gathered along each side."""
+    h, w = x.shape[-2], x.shape[-1]
+    th = (h + multiple - 1) // multiple * multiple
+    tw = (w + multiple - 1) // multiple * multiple
+    x = x.index_select(-2, _reflect_index(h, th, x.device))
+    x = x.index_select(-1, _reflect_index(w, tw, x.device))
     return x, (h, w)
 
 
