@@ -84,6 +84,18 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _fewer_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas: the server's many threads (one per request being read)
+    would each get an arena, and freed image buffers scattered over them keep the
+    process's memory high (a no-op where the C library is not glibc)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """``denoise serve``: check, bind, warn, serve until Ctrl+C."""
     _require_web()
@@ -110,6 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import webbrowser
 
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    _fewer_malloc_arenas()
     app = create_app(settings)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
