@@ -67,7 +67,7 @@ def photo_crops(data_root):
     photos = [read_image(path)[0][0] for path in list_images(data_root / "CBSD68")[:8]]
     g = torch.Generator().manual_seed(0)
     clean = random_crops(photos, 64, 32, g)
-    return clean, noisy_uint8(clean, 24.0, g)
+    return clean, noisy_uint8(clean, 24.0 / 255, g)
 
 
 def test_pretrained_models_denoise_photo_crops(model_class, photo_crops):
@@ -209,6 +209,32 @@ def test_course_conv2d_is_the_scratch_layer(kwargs, bias):
     grad = torch.randn_like(y)
     torch.testing.assert_close(course.backward(grad), plain.backward(grad))
     torch.testing.assert_close(course.weight.grad, plain.weight.grad)
+
+
+def test_course_conv2d_is_the_class_the_model_trains_with():
+    """One class: the course's names are the scratch layers, which the Model's network is
+    built from, and its parameters go into torch functions as they are."""
+    assert project2.Conv2d is scratch.Conv2d and project2.Upsampling is scratch.Upsampling
+    assert project2.TransposeConv2d is scratch.TransposeConv2d
+    net = project2.Model().net
+    convs = [m for m in net.modules() if isinstance(m, project2.Conv2d)]
+    assert len(convs) == 4 and all(type(m) is project2.Conv2d for m in convs)
+    first = net[0]
+    x = torch.rand(1, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(first.forward(x), F.conv2d(x, first.weight, first.bias, stride=2, padding=1))
+
+
+def test_shipped_project2_weights_give_the_pinned_outputs():
+    """Outputs of the shipped weights on a fixed input, recorded before the scratch kernels
+    were reorganised (one reference convolution, the course's Conv2d the scratch layer)."""
+    model = _pretrained(project2.Model)
+    x = torch.rand(2, 3, 8, 12, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model.net(x)
+    expected = torch.tensor([[0.6203934550285339, 0.5709378123283386, 0.5866004824638367],
+                             [0.5662800073623657, 0.5914588570594788, 0.6415192484855652]])
+    torch.testing.assert_close(torch.stack([y[0, :, 3, 5], y[1, :, 0, 11]]), expected, rtol=0, atol=1e-6)
+    assert abs(y.double().mean().item() - 0.4931743413520356) < 1e-6
 
 
 def test_course_parameters_work_in_torch_functions():

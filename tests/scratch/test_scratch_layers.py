@@ -2,10 +2,11 @@
 
 A table of shapes (odd sizes, 1x1 and non-square kernels, strides 2 and 3, padding 0 to
 2, dilation 1 and 2, output padding) covers each formulation the layers choose between
-(im2col, shifted products, the transposed form by col2im or by fold, the upsampling
-phases). Then
-gradcheck through an autograd.Function wrapper, adjoint identities, the default
-initialisation, chunked execution, and property tests on small random shapes.
+(the reference for few input channels, im2col, shifted products, the transposed form by
+col2im or by fold, the upsampling phases). Then gradcheck through an autograd.Function
+wrapper, adjoint identities, the default initialisation, chunked execution, which
+kernel each kind of layer uses, and property tests on small random shapes. The kernels
+themselves are checked against the reference convolution in ``test_scratch_kernels.py``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from denoise import scratch
-from denoise.scratch import functional as F
+from denoise.scratch.kernels import fast
+from denoise.scratch.kernels import reference as reference_kernel
 
 from .compare import check_against_torch
 from .twins import torch_structure
@@ -27,7 +29,7 @@ from .twins import torch_structure
 F64 = torch.float64
 
 CASES = {
-    # Conv2d: im2col (few input channels), strided, dilated, non-square, 1x1, no bias
+    # Conv2d: the reference (few input channels), strided, dilated, non-square, 1x1, no bias
     "conv-3x3-s1-p1": (lambda: scratch.Conv2d(3, 5, 3, padding=1), (2, 3, 7, 9)),
     "conv-1x1": (lambda: scratch.Conv2d(4, 6, 1), (2, 4, 5, 5)),
     "conv-1x3-p(0,1)": (lambda: scratch.Conv2d(4, 3, (1, 3), padding=(0, 1)), (2, 4, 6, 5)),
@@ -103,7 +105,7 @@ def test_matches_torch_float64(case):
                                   "ee559-net"])
 def test_matches_torch_in_chunks(case, monkeypatch):
     """A tiny chunk budget forces one image (or one output row) per chunk."""
-    monkeypatch.setattr(F, "_budget", lambda *activations: 1)
+    monkeypatch.setattr(fast, "_budget", lambda *activations: 1)
     make, shape = CASES[case]
     check_against_torch(make().double(), _input(shape))
 
@@ -114,8 +116,8 @@ def test_matches_torch_in_chunks(case, monkeypatch):
 def test_matches_torch_one_image_per_chunk(case, monkeypatch):
     """Several chunks of whole images (the columns of each read the batch padded once)."""
     def one_image_each(batch, small, row_bytes, *activations):
-        return [F._Chunk(n, n + 1, 0, small[0]) for n in range(batch)], False
-    monkeypatch.setattr(F, "_plan", one_image_each)
+        return [fast._Chunk(n, n + 1, 0, small[0]) for n in range(batch)], False
+    monkeypatch.setattr(fast, "_plan", one_image_each)
     make, shape = CASES[case]
     check_against_torch(make().double(), _input((3, *shape[1:])))
 
@@ -285,118 +287,13 @@ def test_backward_is_the_adjoint(make, shape):
     torch.testing.assert_close(_dot(y, v), _dot(u, module.backward(v)))
 
 
-def test_fold_of_im2col_is_its_adjoint():
-    """The col2im of the kernels is the exact adjoint of their im2col, chunk by chunk."""
-    win = F.Window((3, 2), (2, 1), (1, 2), (1, 2))
-    large = _input((2, 7, 6, 3), seed=1)
-    small = win.output_size(7, 6)
-    chunk = F._Chunk(0, 2, 0, small[0])
-    cols = torch.empty(2 * small[0] * small[1], win.taps * 3, dtype=F64)
-    F._column_writer(large, win, small)(chunk, cols)
-    v = _input(tuple(cols.shape), seed=2)
-    back = torch.zeros_like(large)
-    F._col2im(v, win, chunk, back, small[1], True, F._Buffers())
-    torch.testing.assert_close(_dot(cols, v), _dot(large, back))
-    reference = torch.nn.functional.unfold(large.permute(0, 3, 1, 2), win.kernel, win.dilation,
-                                           win.padding, win.stride)
-    assert torch.equal(cols.view(2, -1, 3, 2, 3).permute(0, 4, 2, 3, 1).reshape(2, 18, -1), reference)
-
-
-def test_chunks_are_balanced():
-    """Blocks of at most ``step``, as few as possible, sizes within one of each other."""
-    for total, step in [(100, 11), (100, 100), (7, 3), (5, 1), (1, 4), (33, 8)]:
-        blocks = F._split(total, step)
-        sizes = [stop - start for start, stop in blocks]
-        assert blocks[0][0] == 0 and blocks[-1][1] == total
-        assert all(blocks[k][1] == blocks[k + 1][0] for k in range(len(blocks) - 1))
-        assert len(blocks) == -(-total // step) and max(sizes) <= step
-        assert max(sizes) - min(sizes) <= 1
-
-
-@pytest.mark.parametrize("top,left,height,width", [
-    (1, 1, 7, 8), (2, 0, 9, 5), (0, 3, 5, 9), (-1, 1, 4, 8), (1, -2, 6, 3), (-1, -1, 3, 3),
-    (0, 0, 5, 6), (6, 1, 8, 8)])
-def test_padded_moves_and_crops_like_a_constant_pad(top, left, height, width):
-    source = _input((2, 5, 6, 3), seed=4)
-    padded = F._padded(source, top, left, height, width)
-    # the same with torch's padding: pad (or crop, negative) the top/left, then the far sides
-    reference = torch.nn.functional.pad(source.permute(0, 3, 1, 2), (left, 0, top, 0))
-    far_h, far_w = height - reference.shape[2], width - reference.shape[3]
-    reference = torch.nn.functional.pad(reference, (0, far_w, 0, far_h)).permute(0, 2, 3, 1)
-    assert torch.equal(padded, reference)
-
-
-@pytest.mark.parametrize("padding", [(0, 0), (1, 0)])
-def test_shifted_products_for_part_of_the_outputs(padding):
-    """Windows that stop short of the far side (as in upsampling phases): rows still align."""
-    x = _input((2, 6, 9, 16), seed=3)
-    weight = _input((5, 16, 3, 3), seed=4)
-    win = F.Window((3, 3), (1, 1), padding)
-    small = (3, 4)  # fewer outputs than the input allows
-    y = F.shifted_conv(x, F.conv_matrix(weight), None, win, small)
-    full = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), weight, padding=padding)
-    torch.testing.assert_close(y, full[:, :, :3, :4].permute(0, 2, 3, 1))
-
-
-WRAPPED = [  # (N, H, W, C), kernel, dilation: "same" windows, down to one-row images
-    ((2, 7, 9, 5), (3, 3), (1, 1)), ((3, 5, 6, 3), (5, 5), (1, 1)), ((1, 3, 3, 2), (3, 3), (1, 1)),
-    ((2, 6, 6, 4), (3, 3), (2, 2)), ((3, 1, 5, 3), (1, 5), (1, 1)), ((2, 9, 6, 3), (5, 3), (2, 1)),
-    ((2, 5, 7, 4), (3, 1), (1, 1)), ((2, 4, 8, 3), (1, 3), (1, 3)), ((2, 4, 4, 2), (1, 1), (1, 1)),
-    ((2, 5, 8, 3), (2, 4), (2, 2))]  # even kernels: no tap reads the pixel itself
-
-
-def _same(kernel, dilation):
-    return F.Window(kernel, (1, 1), tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation)),
-                    dilation)
-
-
-@pytest.mark.parametrize("shape,kernel,dilation", WRAPPED)
-@pytest.mark.parametrize("bias", [False, True])
-def test_wrapped_products_equal_a_padded_convolution(shape, kernel, dilation, bias):
-    """Shifted products on the unpadded input, less the contributions that wrapped around
-    an image edge, give the zero-padded convolution."""
-    win = _same(kernel, dilation)
-    x, weight = _input(shape, seed=1), _input((3, shape[3], *kernel), seed=2)
-    assert F.wraps(win, x, shape[1:3])
-    assert not F.wraps(win, x, (shape[1], shape[2] + 1))  # another output size: not "same"
-    b = _input((3,), seed=3) if bias else None
-    y = F.wrapped_conv(x, F.conv_matrix(weight), b, win)
-    reference = torch.nn.functional.conv2d(x.permute(0, 3, 1, 2), weight, b, padding=win.padding,
-                                           dilation=dilation)
-    torch.testing.assert_close(y, reference.permute(0, 2, 3, 1))
-
-
-@pytest.mark.parametrize("shape,kernel,dilation", WRAPPED)
-def test_wrapped_columns_equal_unfold_in_every_chunk(shape, kernel, dilation):
-    """The columns built without padding equal ``unfold``'s, exactly, for the whole batch,
-    for each image and for row blocks of one image (every entry is written), also as a
-    block of columns of a wider matrix (the entries beside it are left alone)."""
-    batch, height, width, channels = shape
-    win = _same(kernel, dilation)
-    x = _input(shape, seed=4)
-    reference = torch.nn.functional.unfold(x.permute(0, 3, 1, 2), kernel, dilation=dilation,
-                                           padding=win.padding)
-    reference = (reference.view(batch, channels, *kernel, height * width).permute(0, 4, 2, 3, 1)
-                 .reshape(batch * height * width, -1))
-    chunks = [F._Chunk(0, batch, 0, height)] + [F._Chunk(n, n + 1, 0, height) for n in range(batch)]
-    chunks += [F._Chunk(batch - 1, batch, r0, r1) for r0, r1 in F._split(height, 2)]
-    for chunk in chunks:
-        start = (chunk.n0 * height + chunk.r0) * width
-        count = chunk.images * chunk.rows * width
-        wide = torch.full((count, win.taps * channels + 5), float("nan"), dtype=F64)
-        for out in (wide[:, :win.taps * channels].contiguous(), wide[:, 2:-3]):
-            F._wrapped_im2col(x.view(-1, channels), win, (height, width), chunk, out)
-            assert torch.equal(out, reference[start:start + count])
-        assert wide[:, :2].isnan().all() and wide[:, -3:].isnan().all()
-
-
 def test_same_convolutions_need_no_padded_copy(monkeypatch):
     """A "same" stride-1 convolution with wide channels never pads: forward by wrapped
     products, backward by wrapped columns, both equal to autograd."""
     def unused(*args, **kwargs):
         raise AssertionError("a padded copy should not be made")
-    monkeypatch.setattr(F, "_padded", unused)
-    monkeypatch.setattr(F, "shifted_conv", unused)
+    monkeypatch.setattr(fast, "_padded", unused)
+    monkeypatch.setattr(fast, "shifted_conv", unused)
     check_against_torch(scratch.Conv2d(20, 18, 3, padding=1).double(), _input((2, 20, 7, 9)))
     check_against_torch(scratch.Conv2d(16, 16, (5, 3), padding=(4, 1), dilation=(2, 1)).double(),
                         _input((2, 16, 9, 6)))
@@ -410,27 +307,36 @@ def test_narrow_outputs_go_through_fold(monkeypatch):
     """The transposed form of a stride-1 convolution uses fold when fold's geometry fits."""
     def unused(*args, **kwargs):
         raise AssertionError("col2im_conv should not be used")
-    monkeypatch.setattr(F, "col2im_conv", unused)
+    monkeypatch.setattr(fast, "col2im_conv", unused)
     for case in ("conv-narrow-out-p1", "conv-narrow-out-d2-p2"):
         make, shape = CASES[case]
         check_against_torch(make().double(), _input(shape))
 
 
+@pytest.mark.parametrize("out_channels", [5, 24], ids=["narrow", "wide"])
 @pytest.mark.parametrize("stride,padding,chunked", [(1, 1, False), (2, 1, False), (2, 1, True),
                                                      ((1, 2), (0, 2), True)])
-def test_first_layers_go_through_unfold(stride, padding, chunked, monkeypatch):
-    """Few input channels: ``unfold`` and batched products, forward and weight gradient
-    (input gradient skipped, as for a first layer), equal to autograd, also in chunks."""
+def test_first_layers_go_through_the_reference_columns(stride, padding, chunked, out_channels,
+                                                       monkeypatch):
+    """Few input channels: the reference's columns, a block of images at a time, forward
+    and weight gradient (input gradient skipped, as for a first layer), equal to
+    autograd, also in chunks; a narrow output is the reference's forward itself."""
     def unused(*args, **kwargs):
         raise AssertionError("the channels-last formulations should not be used")
-    for name in ("im2col_conv", "im2col_conv_backward", "shifted_conv"):
-        monkeypatch.setattr(F, name, unused)
+    for name in ("im2col_conv", "im2col_conv_backward", "shifted_conv", "wrapped_conv",
+                 "fold_conv", "col2im_conv", "col2im_conv_backward"):
+        monkeypatch.setattr(fast, name, unused)
+    calls = []
+    for name in ("columns", "forward", "backward"):
+        function = getattr(reference_kernel, name)
+        monkeypatch.setattr(reference_kernel, name,
+                            lambda *a, _f=function, _n=name, **k: calls.append(_n) or _f(*a, **k))
     if chunked:
-        monkeypatch.setattr(F, "_budget", lambda *activations: 1)  # one image per block
+        monkeypatch.setattr(fast, "_budget", lambda *activations: 1)  # one image per block
     torch.manual_seed(0)
-    conv = scratch.Conv2d(3, 5, 3, stride=stride, padding=padding).double()
+    conv = scratch.Conv2d(3, out_channels, 3, stride=stride, padding=padding).double()
     conv.input_grad = False
-    twin = nn.Conv2d(3, 5, 3, stride=stride, padding=padding).double()
+    twin = nn.Conv2d(3, out_channels, 3, stride=stride, padding=padding).double()
     twin.load_state_dict(conv.state_dict())
     x = _input((3, 3, 9, 8))
     y = conv(x)
@@ -441,14 +347,9 @@ def test_first_layers_go_through_unfold(stride, padding, chunked, monkeypatch):
     torch.testing.assert_close(y, y_ref)
     torch.testing.assert_close(conv.weight.grad, twin.weight.grad)
     torch.testing.assert_close(conv.bias.grad, twin.bias.grad)
-
-
-def test_fold_geometry_needs_the_far_side_padded_alike():
-    conv = F.Window((3, 3), (1, 1), (1, 1))
-    assert F.folds_exactly(F.flip(conv), (6, 7), (6, 7))  # a "same" convolution
-    assert F.folds_exactly(F.flip(F.Window((3, 2), (1, 1), (0, 1), (2, 1))), (4, 8), (8, 7))
-    # an upsampling phase: the windows stop one row short of the far side
-    assert not F.folds_exactly(F.Window((2, 2), (1, 1), (1, 1)), (1, 2), (1, 1))
+    blocks = 3 if chunked else 1
+    forward = ["forward", "columns"] if out_channels < fast.WIDE_OUTPUT else ["columns"]
+    assert calls == forward * blocks + ["backward", "columns"] * blocks
 
 
 # -- property tests on small random shapes ------------------------------------------------

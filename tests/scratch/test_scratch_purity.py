@@ -1,6 +1,7 @@
 """The scratch package uses tensor operations only: no torch.nn module, no autograd.
 
-The rule, checked on the syntax tree of every ``src/denoise/scratch/*.py``:
+The rule, checked on the syntax tree of every ``.py`` file of ``src/denoise/scratch`` and
+its sub-packages (``kernels/``):
 
 1. Imports: ``import torch`` (unaliased), ``from torch.nn.functional import fold, unfold``,
    the standard library modules listed in ``STDLIB`` and relative imports of the
@@ -92,12 +93,13 @@ def violations(source: str) -> list[str]:
 
 
 def _package_files() -> list[Path]:
-    files = sorted(PACKAGE.glob("*.py"))
+    files = sorted(PACKAGE.rglob("*.py"))
     assert len(files) >= 8, f"expected the scratch modules in {PACKAGE}"
+    assert PACKAGE / "kernels" / "reference.py" in files, "the kernels sub-package is scanned too"
     return files
 
 
-@pytest.mark.parametrize("path", _package_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _package_files(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_scratch_module_uses_tensor_operations_only(path):
     assert violations(path.read_text()) == []
 

@@ -18,7 +18,7 @@ import torch
 from skimage import data as skdata
 
 from denoise import scratch
-from denoise.datasets import data_root
+from denoise.evaluation.testsets import data_root
 from denoise.io import list_images, read_image
 from denoise.metrics import psnr
 

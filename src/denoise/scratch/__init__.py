@@ -30,22 +30,42 @@ of ``nn.Sequential(nn.Upsample(scale_factor=s), nn.Conv2d(...))``. Outputs are
         model.backward(loss.backward())
         optimizer.step()
 
-Speed comes from :mod:`denoise.scratch.functional`: channels-last data, im2col built
-by strided copies a chunk at a time from an input padded once per call, weight gradients
-as one matrix product per chunk, stride-1 convolutions as shifted products ("same" ones
-on the unpadded input, taking back what wrapped around an image edge), narrow
-outputs by a batched product and ``fold``, and upsampling convolutions computed at low
-resolution (``benchmarks/scratch_speed.py`` compares with torch.nn + autograd and
-records its results in ``benchmarks/results/scratch_speed.md``).
+Layout of the package: the layers (:mod:`.layers`: convolutions, upsampling;
+:mod:`.pooling`; :mod:`.activations`; :mod:`.losses`), the skeleton (:mod:`.module`),
+optimizers (:mod:`.optim`), ready-made networks (:mod:`.nets`), and the convolution
+kernels (:mod:`.kernels`):
+
+* :mod:`.kernels.reference`, the one reference convolution: plain im2col, forward and
+  backward side by side, on ``(N, C, H, W)``, written to be read. Every fast path is
+  tested against it; it also computes convolutions with few input and output channels,
+  so the course's check of a ``Conv2d(3, 3, 3)`` against ``F.conv2d`` runs through it
+  (its float32 sums are those of PyTorch's own CPU convolution for one image);
+* :mod:`.kernels.fast`, where the speed comes from: channels-last data, im2col built by
+  strided copies a chunk at a time from an input padded once per call, weight gradients
+  as one matrix product per chunk, stride-1 convolutions as shifted products ("same"
+  ones on the unpadded input, taking back what wrapped around an image edge), narrow
+  outputs by a batched product and ``fold``;
+* :mod:`.kernels.routes`, which of those a layer uses, per direction, and
+  :mod:`.kernels.geometry` (windows, layouts, the phases that compute an upsampling
+  convolution at low resolution).
+
+``benchmarks/scratch_speed.py`` compares a training step with torch.nn + autograd and
+records its results in ``benchmarks/results/scratch_speed.md``.
 """
 from .activations import LeakyReLU, PReLU, ReLU, Sigmoid, Tanh
 from .errors import ScratchError
-from .layers import (Conv2d, ConvTranspose2d, MaxPool2d, NearestUpsampling, TransposeConv2d,
-                     Upsampling)
+from .layers import (
+    Conv2d,
+    ConvTranspose2d,
+    NearestUpsampling,
+    TransposeConv2d,
+    Upsampling,
+)
 from .losses import L1, MSE
 from .module import Module, Parameter, Sequential
 from .nets import conv_net, ee559_net
 from .optim import SGD, Adam, Optimizer
+from .pooling import MaxPool2d
 
 __all__ = [
     "Module", "Parameter", "Sequential",

@@ -1,4 +1,4 @@
-"""Convolutions, nearest upsampling and max pooling with PyTorch's arguments and layouts.
+"""Convolutions and nearest upsampling with PyTorch's arguments and layouts.
 
 Weights have PyTorch's layouts: ``(out, in, kh, kw)`` for :class:`Conv2d` and
 ``(in, out, kh, kw)`` for :class:`TransposeConv2d`, with PyTorch's default initialisation
@@ -6,9 +6,11 @@ Weights have PyTorch's layouts: ``(out, in, kh, kw)`` for :class:`Conv2d` and
 the same weights as the ``torch.nn`` layer). ``groups`` other than 1 and padding modes
 other than zeros are not supported.
 
-Outputs are ``(N, C, H, W)`` views of channels-last data, sometimes with gaps between
-rows (see :mod:`denoise.scratch.functional`): use ``.reshape`` rather than ``.view``, or
-``.contiguous()`` if a plain layout is needed.
+The computations are those of :mod:`denoise.scratch.kernels`: :mod:`~.kernels.routes`
+picks, per layer and direction, a formulation of :mod:`~.kernels.fast` (or the reference
+convolution of :mod:`~.kernels.reference`). Outputs are ``(N, C, H, W)`` views of
+channels-last data, sometimes with gaps between rows: use ``.reshape`` rather than
+``.view``, or ``.contiguous()`` if a plain layout is needed.
 """
 from __future__ import annotations
 
@@ -16,9 +18,18 @@ import math
 
 import torch
 
-from . import functional as F
 from ._checks import check_grad, check_input
 from .errors import ScratchError
+from .kernels import fast, routes
+from .kernels.geometry import (
+    Window,
+    flip,
+    from_nhwc,
+    pair,
+    to_nhwc,
+    transposed_matrix,
+    upsample_phases,
+)
 from .module import Module, Parameter, Sequential
 
 Tensor = torch.Tensor
@@ -56,9 +67,8 @@ class _ConvBase(Module):
         self.out_channels = _positive_int(out_channels, "out_channels")
         if groups != 1:
             raise ScratchError(f"only groups=1 is supported, got groups={groups!r}")
-        self.window = F.Window(F.pair(kernel_size, "kernel_size"), F.pair(stride, "stride"),
-                               F.pair(padding, "padding", minimum=0),
-                               F.pair(dilation, "dilation"))
+        self.window = Window(pair(kernel_size, "kernel_size"), pair(stride, "stride"),
+                             pair(padding, "padding", minimum=0), pair(dilation, "dilation"))
         factory = {"dtype": dtype or torch.get_default_dtype(), "device": device}
         self.weight = Parameter(torch.empty(*weight_shape, *self.window.kernel, **factory))
         self.bias = Parameter(torch.empty(out_channels, **factory)) if bias else None
@@ -104,9 +114,14 @@ class Conv2d(_ConvBase):
     Set ``input_grad = False`` on a first layer to skip the input gradient
     (``backward`` then returns None), as autograd does for inputs without gradients.
 
-    Each direction picks the cheapest formulation of :mod:`~denoise.scratch.functional`
-    for the shape (:func:`conv_forward`, :func:`conv_backward`): all give the same
-    result up to float rounding.
+    Each direction picks the cheapest kernel for the shapes
+    (:func:`~denoise.scratch.kernels.routes.conv_forward`, ``conv_backward``): all give
+    the result of the reference convolution (:mod:`denoise.scratch.kernels.reference`) up
+    to float rounding. With fewer than 16 input and 16 output channels the forward pass
+    *is* the reference, whose float32 sums are those of PyTorch's own CPU convolution for
+    one image (``slow_conv2d``): the EE-559 course checks ``torch.allclose(conv.forward(x),
+    F.conv2d(x, conv.weight, conv.bias))`` on a 1x3x32x32 input with the default
+    tolerances, which outputs near zero pass only with PyTorch's order of summation.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -123,105 +138,21 @@ class Conv2d(_ConvBase):
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self, channels=self.in_channels, like=self.weight.data)
         small = self.output_size(x.shape[2], x.shape[3])
-        x_nhwc = F.to_nhwc(x)
+        x_nhwc = to_nhwc(x)
         weight = self.weight.data.clone()
-        y = F.from_nhwc(conv_forward(x_nhwc, weight, self._bias_data(), self.window, small))
+        y = from_nhwc(routes.conv_forward(x_nhwc, weight, self._bias_data(), self.window, small))
         self._save(x_nhwc, weight, y.shape)
         return y
 
     def backward(self, grad: Tensor) -> Tensor | None:
         x_nhwc, weight, shape = self._peek_saved()
-        grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
+        grad_nhwc = to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
         self._release_saved()
-        grad_x, grad_w = conv_backward(x_nhwc, grad_nhwc, weight, self.window, self.input_grad)
+        grad_x, grad_w = routes.conv_backward(x_nhwc, grad_nhwc, weight, self.window,
+                                              self.input_grad)
         self.weight.grad.add_(grad_w)
         self._accumulate_bias(grad_nhwc)
-        return None if grad_x is None else F.from_nhwc(grad_x)
-
-
-#: Narrowest input channel count for which a convolution's forward pass uses the
-#: channels-last formulations (shifted products at stride 1, else im2col): each tap is a
-#: product, or an im2col run, of that many values, and too few is slow. Narrower inputs
-#: (such as a first layer's 1 or 3 channels) go through ``unfold`` instead.
-SHIFTED_MIN_CHANNELS = 16
-
-
-def _flipped_ok(win: F.Window) -> bool:
-    """Whether a window is stride 1 with padding small enough for the transposed form."""
-    return win.stride == (1, 1) and min(F.flip(win).padding) >= 0
-
-
-def _transposed_forward(weight: Tensor, win: F.Window) -> bool:
-    """Whether the forward of a conv (``weight``: ``(O, C, kh, kw)``) takes the transposed
-    form: stride 1 with a valid flipped window, and ``kh * kw * O <= C`` (its columns are
-    then the narrowest)."""
-    out_channels, in_channels, kh, kw = weight.shape
-    return kh * kw * out_channels <= in_channels and _flipped_ok(win)
-
-
-def _transposed_backward(weight: Tensor, win: F.Window) -> bool:
-    """Whether the backward takes the transposed form: stride 1 and ``O <= C`` (the columns
-    of the output gradient then serve both products)."""
-    return win.stride == (1, 1) and weight.shape[0] <= weight.shape[1]
-
-
-def _transposed_form(weight: Tensor) -> Tensor:
-    """The ``(C, kh * kw * O)`` matrix of a stride-1 conv weight seen as a transposed conv."""
-    return F.transposed_matrix(weight.flip(2, 3).transpose(0, 1))
-
-
-def _from_transposed_form(grad: Tensor, shape: torch.Size) -> Tensor:
-    """Gradient of the :func:`_transposed_form` matrix as a conv weight gradient of ``shape``."""
-    out_channels, in_channels, kh, kw = shape
-    return grad.view(in_channels, kh, kw, out_channels).permute(3, 0, 1, 2).flip(2, 3)
-
-
-def conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None, win: F.Window,
-                 small: tuple[int, int]) -> Tensor:
-    """Channels-last convolution by the cheapest formulation (``weight``: ``(O, C, kh, kw)``).
-
-    Stride 1 with ``kh * kw * O <= C``: the transposed form, whose columns are the
-    narrowest, by a batched product and ``fold`` (the result is then a channels-last
-    view of channels-first data); fewer than :data:`SHIFTED_MIN_CHANNELS` input channels:
-    ``unfold`` and batched products; a "same" stride-1 convolution: shifted products on
-    the unpadded input (:func:`~denoise.scratch.functional.wrapped_conv`); other stride-1
-    ones: shifted products on a padded copy; otherwise im2col.
-    """
-    in_channels = weight.shape[1]
-    if _transposed_forward(weight, win):
-        flipped = F.flip(win)
-        if F.folds_exactly(flipped, small, (x.shape[1], x.shape[2])):
-            folded = weight.flip(2, 3).transpose(0, 1).reshape(in_channels, -1)
-            return F.fold_conv(x, folded, bias, flipped, small)
-        return F.col2im_conv(x, _transposed_form(weight), bias, flipped, small)
-    if in_channels < SHIFTED_MIN_CHANNELS and F.folds_exactly(win, x.shape[1:3], small):
-        return F.unfold_conv(x, weight, bias, win, small)
-    if F.wraps(win, x, small):
-        return F.wrapped_conv(x, F.conv_matrix(weight), bias, win)
-    if win.stride == (1, 1):
-        return F.shifted_conv(x, F.conv_matrix(weight), bias, win, small)
-    return F.im2col_conv(x, F.conv_matrix(weight), bias, win, small)
-
-
-def conv_backward(x: Tensor, grad: Tensor, weight: Tensor, win: F.Window,
-                  input_grad: bool = True) -> tuple[Tensor | None, Tensor]:
-    """Gradients ``(grad_x, grad_weight)`` of :func:`conv_forward`.
-
-    Without ``grad_x`` and with few input channels: ``unfold`` of the input (as in the
-    forward). Stride 1 with ``O <= C``: im2col of the output gradient (the transposed
-    form), whose columns serve both products; otherwise im2col of the input, and col2im
-    for ``grad_x``.
-    """
-    out_channels, in_channels, kh, kw = weight.shape
-    if (not input_grad and in_channels < SHIFTED_MIN_CHANNELS
-            and F.folds_exactly(win, x.shape[1:3], grad.shape[1:3])):
-        return None, F.unfold_conv_weight_grad(x, grad, win).view(weight.shape)
-    if _transposed_backward(weight, win):
-        grad_x, grad_t = F.col2im_conv_backward(x, grad, _transposed_form(weight), F.flip(win),
-                                                input_grad)
-        return grad_x, _from_transposed_form(grad_t, weight.shape)
-    grad_x, grad_m = F.im2col_conv_backward(x, grad, F.conv_matrix(weight), win, input_grad)
-    return grad_x, grad_m.view(out_channels, kh, kw, in_channels).permute(0, 3, 1, 2)
+        return None if grad_x is None else from_nhwc(grad_x)
 
 
 class TransposeConv2d(_ConvBase):
@@ -237,7 +168,7 @@ class TransposeConv2d(_ConvBase):
                  dtype: torch.dtype | None = None, device=None) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, (in_channels, out_channels), dtype, device)
-        self.output_padding = F.pair(output_padding, "output_padding", minimum=0)
+        self.output_padding = pair(output_padding, "output_padding", minimum=0)
         for axis in (0, 1):
             if self.output_padding[axis] >= max(self.stride[axis], self.dilation[axis]):
                 raise ScratchError(f"output_padding {self.output_padding} must be smaller than the "
@@ -257,22 +188,22 @@ class TransposeConv2d(_ConvBase):
     def forward(self, x: Tensor) -> Tensor:
         check_input(x, self, channels=self.in_channels, like=self.weight.data)
         size = self.output_size(x.shape[2], x.shape[3])
-        x_nhwc = F.to_nhwc(x)
-        wmat = F.transposed_matrix(self.weight.data)
-        y = F.from_nhwc(F.col2im_conv(x_nhwc, wmat, self._bias_data(), self.window, size))
+        x_nhwc = to_nhwc(x)
+        wmat = transposed_matrix(self.weight.data)
+        y = from_nhwc(fast.col2im_conv(x_nhwc, wmat, self._bias_data(), self.window, size))
         self._save(x_nhwc, wmat, y.shape)
         return y
 
     def backward(self, grad: Tensor) -> Tensor:
         x_nhwc, wmat, shape = self._peek_saved()
-        grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
+        grad_nhwc = to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
         self._release_saved()
-        grad_x, grad_w = F.col2im_conv_backward(x_nhwc, grad_nhwc, wmat, self.window)
+        grad_x, grad_w = fast.col2im_conv_backward(x_nhwc, grad_nhwc, wmat, self.window)
         kh, kw = self.kernel_size
         self.weight.grad.add_(grad_w.view(self.in_channels, kh, kw, self.out_channels)
                               .permute(0, 3, 1, 2))
         self._accumulate_bias(grad_nhwc)
-        return F.from_nhwc(grad_x)
+        return from_nhwc(grad_x)
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
@@ -316,18 +247,18 @@ class NearestUpsampling(Module):
         check_input(x, self)
         n, c, h, w = x.shape
         sh, sw = self.scale_factor
-        x_nhwc = F.to_nhwc(x)
+        x_nhwc = to_nhwc(x)
         y = x_nhwc[:, :, None, :, None, :].expand(n, h, sh, w, sw, c).reshape(n, h * sh, w * sw, c)
         self._save(x.shape, x.dtype, x.device)
-        return F.from_nhwc(y)
+        return from_nhwc(y)
 
     def backward(self, grad: Tensor) -> Tensor:
         (n, c, h, w), dtype, device = self._peek_saved()
         sh, sw = self.scale_factor
         check_grad(grad, self, torch.Size((n, c, h * sh, w * sw)), dtype, device)
         self._release_saved()
-        grad_nhwc = F.to_nhwc(grad).view(n, h, sh, w, sw, c)
-        return F.from_nhwc(grad_nhwc.sum((2, 4)))
+        grad_nhwc = to_nhwc(grad).view(n, h, sh, w, sw, c)
+        return from_nhwc(grad_nhwc.sum((2, 4)))
 
     def extra_repr(self) -> str:
         return f"scale_factor={self.scale_factor}"
@@ -346,7 +277,7 @@ class Upsampling(Sequential):
     With a stride-1 convolution the upsampled image is never built: the output pixels
     of each phase ``(a, b)`` (``s * s`` of them) are a stride-1 convolution of the
     low-resolution input with a kernel whose taps that read the same input pixel are
-    summed (see :func:`~denoise.scratch.functional.upsample_phases`): the same result
+    summed (see :func:`~denoise.scratch.kernels.geometry.upsample_phases`): the same result
     with ``s * s`` fewer rows, and less memory.
     """
 
@@ -373,21 +304,22 @@ class Upsampling(Sequential):
         check_input(x, self, channels=conv.in_channels, like=conv.weight.data)
         sh, sw = self.upsample.scale_factor
         size = conv.output_size(x.shape[2] * sh, x.shape[3] * sw)
-        phases = F.upsample_phases((sh, sw), conv.window, size)
-        x_nhwc = F.to_nhwc(x)
+        phases = upsample_phases((sh, sw), conv.window, size)
+        x_nhwc = to_nhwc(x)
         weight = conv.weight.data.clone()
-        kernels = [_merged_kernel(weight, phase) for phase in phases]
+        kernels = [phase.kernel(weight) for phase in phases]
         y = x_nhwc.new_empty(x.shape[0], size[0], size[1], conv.out_channels)
         views = [y[:, a::sh, b::sw] for a, b in (phase.offset for phase in phases)]
-        if all(_transposed_forward(k, p.window) for k, p in zip(kernels, phases)):
+        if all(routes.transposed_forward(k, p.window) for k, p in zip(kernels, phases)):
             # every phase in the transposed form: one product serves them all
-            matrix = torch.cat([_transposed_form(k) for k in kernels], dim=1)
-            F.col2im_conv_into(x_nhwc, matrix, conv._bias_data(),
-                               [(F.flip(p.window), view) for p, view in zip(phases, views)])
+            matrix = torch.cat([routes.transposed_form(k) for k in kernels], dim=1)
+            fast.col2im_conv_into(x_nhwc, matrix, conv._bias_data(),
+                                  [(flip(p.window), view) for p, view in zip(phases, views)])
         else:
             for phase, kernel, view in zip(phases, kernels, views):
-                view.copy_(conv_forward(x_nhwc, kernel, conv._bias_data(), phase.window, phase.size))
-        out = F.from_nhwc(y)
+                view.copy_(routes.conv_forward(x_nhwc, kernel, conv._bias_data(), phase.window,
+                                               phase.size))
+        out = from_nhwc(y)
         self._save(x_nhwc, weight, phases, out.shape)
         return out
 
@@ -397,94 +329,26 @@ class Upsampling(Sequential):
             self._release_saved()
             return super().backward(grad)
         x_nhwc, weight, phases, shape = saved
-        grad_nhwc = F.to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
+        grad_nhwc = to_nhwc(check_grad(grad, self, shape, x_nhwc.dtype, x_nhwc.device))
         self._release_saved()
         sh, sw = self.upsample.scale_factor
-        kernels = [_merged_kernel(weight, phase) for phase in phases]
+        kernels = [phase.kernel(weight) for phase in phases]
         views = [grad_nhwc[:, a::sh, b::sw] for a, b in (phase.offset for phase in phases)]
-        if all(_transposed_backward(k, p.window) for k, p in zip(kernels, phases)):
+        if all(routes.transposed_backward(k, p.window) for k, p in zip(kernels, phases)):
             # every phase in the transposed form: one product serves them all
-            matrix = torch.cat([_transposed_form(k) for k in kernels], dim=1)
-            grad_x, grad_t = F.col2im_conv_into_backward(
-                x_nhwc, [(F.flip(p.window), view) for p, view in zip(phases, views)], matrix)
+            matrix = torch.cat([routes.transposed_form(k) for k in kernels], dim=1)
+            grad_x, grad_t = fast.col2im_conv_into_backward(
+                x_nhwc, [(flip(p.window), view) for p, view in zip(phases, views)], matrix)
             blocks = grad_t.split([k.shape[0] * k.shape[2] * k.shape[3] for k in kernels], dim=1)
-            grad_kernels = [_from_transposed_form(b, k.shape) for b, k in zip(blocks, kernels)]
+            grad_kernels = [routes.from_transposed_form(b, k.shape)
+                            for b, k in zip(blocks, kernels)]
         else:
             grad_x, grad_kernels = None, []
             for phase, kernel, view in zip(phases, kernels, views):
-                part_x, part_k = conv_backward(x_nhwc, view, kernel, phase.window)
+                part_x, part_k = routes.conv_backward(x_nhwc, view, kernel, phase.window)
                 grad_x = part_x if grad_x is None else grad_x.add_(part_x)
                 grad_kernels.append(part_k)
         for phase, grad_kernel in zip(phases, grad_kernels):
-            rows, cols = phase.merge(weight)
-            self.conv.weight.grad.add_(rows.t() @ grad_kernel @ cols)
+            self.conv.weight.grad.add_(phase.weight_grad(grad_kernel))
         self.conv._accumulate_bias(grad_nhwc)
-        return F.from_nhwc(grad_x)
-
-
-def _merged_kernel(weight: Tensor, phase: F.Phase) -> Tensor:
-    """The kernel ``(O, C, R_h, R_w)`` of one upsampling phase: taps summed per input pixel."""
-    rows, cols = phase.merge(weight)
-    return rows @ weight @ cols.t()
-
-
-class MaxPool2d(Module):
-    """Max pooling, ``torch.nn.MaxPool2d(kernel_size, stride=None, padding=0, dilation=1)``.
-
-    Ties go to the first maximum in window order and NaN propagates, as in PyTorch; the
-    gradient flows to that element only. ``ceil_mode`` is not supported.
-    """
-
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1) -> None:
-        super().__init__()
-        self.window = F.Window(F.pair(kernel_size, "kernel_size"),
-                               F.pair(kernel_size if stride is None else stride, "stride"),
-                               F.pair(padding, "padding", minimum=0), F.pair(dilation, "dilation"))
-        if any(2 * p > k for p, k in zip(self.window.padding, self.window.kernel)):
-            raise ScratchError(f"padding {self.window.padding} must be at most half the kernel "
-                               f"size {self.window.kernel}")
-
-    def _padded(self, x_nhwc: Tensor, fill: float) -> Tensor:
-        """``x_nhwc`` surrounded by ``padding`` pixels of value ``fill``."""
-        (ph, pw), (n, h, w, c) = self.window.padding, x_nhwc.shape
-        if ph == 0 and pw == 0:
-            return x_nhwc
-        padded = x_nhwc.new_full((n, h + 2 * ph, w + 2 * pw, c), fill)
-        padded[:, ph:ph + h, pw:pw + w] = x_nhwc
-        return padded
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_input(x, self)
-        x_nhwc = F.to_nhwc(x)
-        small = self.window.output_size(x.shape[2], x.shape[3])
-        padded = self._padded(x_nhwc, -math.inf)
-        kh, kw = self.window.kernel
-        best = F.tap_view(padded, self.window, 0, 0, small).clone()
-        index = torch.zeros(best.shape, dtype=torch.uint8 if kh * kw < 256 else torch.int32,
-                            device=x.device)
-        for tap in range(1, kh * kw):
-            values = F.tap_view(padded, self.window, tap // kw, tap % kw, small)
-            better = (values > best) | values.isnan()
-            best = values.where(better, best)
-            index.masked_fill_(better, tap)
-        self._save(index, x.shape, x.dtype, x.device)
-        return F.from_nhwc(best)
-
-    def backward(self, grad: Tensor) -> Tensor:
-        index, shape, dtype, device = self._peek_saved()
-        n, c, _, _ = shape
-        check_grad(grad, self, torch.Size((n, c, index.shape[1], index.shape[2])), dtype, device)
-        self._release_saved()
-        grad_nhwc = F.to_nhwc(grad)
-        padded = self._padded(grad_nhwc.new_zeros(n, shape[2], shape[3], c), 0.0)
-        kh, kw = self.window.kernel
-        for tap in range(kh * kw):
-            F.tap_view(padded, self.window, tap // kw, tap % kw, index.shape[1:3]).add_(
-                grad_nhwc.where(index == tap, 0.0))
-        (ph, pw) = self.window.padding
-        return F.from_nhwc(padded[:, ph:ph + shape[2], pw:pw + shape[3]])
-
-    def extra_repr(self) -> str:
-        win = self.window
-        return (f"kernel_size={win.kernel}, stride={win.stride}, padding={win.padding}, "
-                f"dilation={win.dilation}")
+        return from_nhwc(grad_x)

@@ -30,9 +30,19 @@ Tensor = torch.Tensor
 
 
 class Parameter:
-    """A trainable tensor (``data``) and the gradient accumulated for it (``grad``)."""
+    """A trainable tensor (``data``) and the gradient accumulated for it (``grad``).
+
+    As with a ``torch.nn.Parameter``, torch functions accept one in place of its value:
+    through PyTorch's ``__torch_function__`` protocol they receive ``data`` instead
+    (``F.conv2d(x, conv.weight, conv.bias)``, ``torch.allclose(conv.weight, w)``), which
+    the EE-559 course's checks rely on.
+    """
 
     __slots__ = ("data", "grad")
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return func(*_values(tuple(args)), **{k: _values(v) for k, v in (kwargs or {}).items()})
 
     def __init__(self, data: Tensor, grad: Tensor | None = None) -> None:
         if not isinstance(data, Tensor) or not data.is_floating_point():
@@ -57,6 +67,15 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+def _values(value):
+    """``value`` with each :class:`Parameter` in it (also in lists, tuples) replaced by its data."""
+    if isinstance(value, Parameter):
+        return value.data
+    if isinstance(value, (list, tuple)):
+        return type(value)(_values(v) for v in value)
+    return value
 
 
 def _describe(value) -> str:

@@ -1,23 +1,29 @@
-"""Convolution kernels of the scratch framework, written with tensor operations only.
+"""The fast convolution kernels: channels-last, chunked formulations and their backward passes.
+
+Every function here computes what :mod:`.reference` computes (the plain im2col
+convolution, forward and backward side by side), faster:
+``tests/scratch/test_scratch_kernels.py`` checks each against it, and
+``tests/scratch/test_scratch_layers.py`` the layers against ``torch.nn`` with autograd.
+:mod:`.routes` chooses among them per layer and direction.
 
 Layout. The kernels work on channels-last images ``(N, H, W, C)``: an im2col row is then
 ``kh * kw`` runs of ``C`` contiguous values, so building the column matrix is one fast
 strided copy and every product is one dense matrix multiplication whose result is
 already the channels-last output. The layers convert at their boundary with
-:func:`to_nhwc` / :func:`from_nhwc`; the latter returns an ``(N, C, H, W)`` view with
-channels-last strides, so consecutive layers never copy between layouts.
+:func:`~.geometry.to_nhwc` / :func:`~.geometry.from_nhwc`; the latter returns an
+``(N, C, H, W)`` view with channels-last strides, so consecutive layers never copy
+between layouts. Geometry (a :class:`~.geometry.Window` maps a large image to a small
+one) is that of :mod:`.geometry`. Column matrices have shape ``(pixels of the small
+image, kh * kw * C)``, columns ordered ``(kh, kw, C)`` (:func:`~.geometry.conv_matrix`).
 
-Geometry. A :class:`Window` maps a *large* image (the input of a convolution, the output
-of a transposed convolution) to a *small* one: tap ``(i, j)`` of small pixel ``(y, x)``
-reads large pixel ``(y * sh + i * dh - ph, x * sw + j * dw - pw)``; pixels outside the
-large image read zero. Paddings may be negative inside the package (a crop). Column
-matrices have shape ``(pixels of the small image, kh * kw * C)``, columns ordered
-``(kh, kw, C)``.
+The formulations:
 
-Five formulations do all the work:
-
-* :func:`im2col_conv` ("im2col, then multiply"): ``small = im2col(large) @ M``;
-* :func:`col2im_conv` ("multiply, then col2im"): ``large = col2im(small @ M)``;
+* :func:`im2col_conv` ("im2col, then multiply"): ``small = im2col(large) @ M``, and
+  :func:`im2col_conv_backward` (the columns again, then col2im for the input gradient);
+* :func:`col2im_conv` ("multiply, then col2im"): ``large = col2im(small @ M)``, the
+  transposed convolution, also several at once (:func:`col2im_conv_into`), and its
+  backward (:func:`col2im_conv_backward`: the columns of the output gradient serve both
+  products);
 * :func:`fold_conv`, the same for few output channels: one batched product, then
   PyTorch's ``fold`` sums the columns in one pass;
 * :func:`shifted_conv` (stride 1 only): one product per kernel tap of a shifted slice of
@@ -25,11 +31,13 @@ Five formulations do all the work:
 * :func:`wrapped_conv`, the same for a "same" convolution (the output has the input's
   size) on the unpadded input: the contributions that wrapped around an image edge are
   taken back by small products; its columns (:func:`_wrapped_im2col`, for the backward
-  pass) are likewise built without a padded copy;
+  passes) are likewise built without a padded copy;
 
-and the backward passes of the first two. A stride-1 convolution is also a stride-1
-transposed convolution with the flipped kernel (:func:`flip`), so a layer can choose,
-per direction, the cheapest formulation (see ``denoise.scratch.layers.conv_forward``).
+and, for inputs with few channels, :func:`few_channels_conv` and
+:func:`few_channels_weight_grad`: the reference's columns and products, a block of whole
+images at a time. A stride-1 convolution is also a
+stride-1 transposed convolution with the flipped kernel (:func:`~.geometry.flip`), so a
+layer can choose, per direction, the cheapest formulation.
 
 Memory and threads. Column matrices are never built for the whole batch: the work is cut
 into chunks of whole images (or of rows of one image, for very large images), of equal
@@ -49,16 +57,19 @@ instead of keeping them, as PyTorch's own convolution does.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
-from torch.nn.functional import fold, unfold
+from torch.nn.functional import fold
 
-from .errors import ScratchError
+from . import reference
+from .geometry import Window, from_nhwc, tap_view
 
 Tensor = torch.Tensor
 
+
+# -- chunks --------------------------------------------------------------------------------
 #: Smallest chunk budget in bytes.
 CHUNK_BYTES = 16 * 2**20
 #: Chunk budget in units of the call's largest activation (when that is more than
@@ -68,92 +79,6 @@ CHUNK_BYTES = 16 * 2**20
 #: activations gave a third fewer operations for the same speed on a quiet machine, but
 #: a peak memory 1.1 to 1.6 times torch's from run to run; one keeps it near torch's.
 CHUNK_ACTIVATIONS = 1.0
-
-
-def pair(value, name: str, *, minimum: int = 1) -> tuple[int, int]:
-    """Return ``value`` as a pair of ints ``>= minimum`` (an int is used for both sides)."""
-    items = (value, value) if isinstance(value, int) else value
-    try:
-        items = tuple(items)
-    except TypeError:
-        raise ScratchError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-    if len(items) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-        raise ScratchError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(items) < minimum:
-        raise ScratchError(f"{name} must be >= {minimum}, got {value!r}")
-    return items
-
-
-@dataclass(frozen=True)
-class Window:
-    """Sliding-window geometry as (h, w) pairs: kernel size, stride, padding, dilation.
-
-    ``padding`` is the offset before the first row and column (zeros are read beyond
-    both ends as far as the windows reach).
-    """
-
-    kernel: tuple[int, int]
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-
-    def span(self, axis: int) -> int:
-        """Extent of the dilated kernel along ``axis`` (0: height, 1: width)."""
-        return self.dilation[axis] * (self.kernel[axis] - 1) + 1
-
-    @property
-    def taps(self) -> int:
-        """Number of kernel positions ``kh * kw``."""
-        return self.kernel[0] * self.kernel[1]
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """Small-image size for a large image of ``height`` x ``width`` padded on both sides."""
-        sizes = []
-        for axis, size in enumerate((height, width)):
-            padded = size + 2 * self.padding[axis]
-            if padded < self.span(axis):
-                raise ScratchError(
-                    f"input of size {height}x{width} is smaller than the kernel "
-                    f"(span {self.span(0)}x{self.span(1)} after padding {self.padding}); "
-                    "pass a larger image or a smaller kernel")
-            sizes.append((padded - self.span(axis)) // self.stride[axis] + 1)
-        return sizes[0], sizes[1]
-
-    def reach(self, axis: int, small: int) -> int:
-        """Padded extent that ``small`` windows read along ``axis``."""
-        return (small - 1) * self.stride[axis] + self.span(axis)
-
-
-def flip(win: Window) -> Window:
-    """The window of the same stride-1 convolution seen as a transposed convolution.
-
-    A stride-1 convolution with kernel ``w`` and padding ``p`` equals a stride-1
-    transposed convolution with the flipped kernel and padding ``d * (k - 1) - p``.
-    """
-    if win.stride != (1, 1):
-        raise ValueError("only stride-1 windows can be flipped")
-    padding = tuple(win.span(axis) - 1 - win.padding[axis] for axis in (0, 1))
-    return Window(win.kernel, (1, 1), padding, win.dilation)
-
-
-def to_nhwc(x: Tensor) -> Tensor:
-    """Contiguous channels-last data of an ``(N, C, H, W)`` tensor (no copy if already so)."""
-    return x.permute(0, 2, 3, 1).contiguous()
-
-
-def from_nhwc(y: Tensor) -> Tensor:
-    """The ``(N, C, H, W)`` view of channels-last data ``(N, H, W, C)`` (no copy)."""
-    return y.permute(0, 3, 1, 2)
-
-
-def conv_matrix(weight: Tensor) -> Tensor:
-    """A convolution weight ``(O, C, kh, kw)`` as the ``(kh * kw * C, O)`` matrix of the kernels."""
-    return weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0])
-
-
-def transposed_matrix(weight: Tensor) -> Tensor:
-    """A transposed-convolution weight ``(C, O, kh, kw)`` as the ``(C, kh * kw * O)`` matrix."""
-    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
 class _Buffers:
@@ -191,10 +116,10 @@ class _Chunk:
         return self.r1 - self.r0
 
 
-def _budget(*activations: Tensor) -> int:
+def _budget(*activations: Tensor | int) -> int:
     """Bytes a call's chunk buffers may take: :data:`CHUNK_ACTIVATIONS` times its largest
-    activation, at least :data:`CHUNK_BYTES`."""
-    largest = max(a.numel() * a.element_size() for a in activations)
+    activation (a tensor, or its size in bytes), at least :data:`CHUNK_BYTES`."""
+    largest = max(a if isinstance(a, int) else a.numel() * a.element_size() for a in activations)
     return max(CHUNK_BYTES, int(CHUNK_ACTIVATIONS * largest))
 
 
@@ -240,17 +165,7 @@ def _rows(data: Tensor, chunk: _Chunk) -> Tensor:
     return data[chunk.n0:chunk.n1, chunk.r0:chunk.r1].reshape(-1, data.shape[-1])
 
 
-def tap_view(padded: Tensor, win: Window, i: int, j: int, small: tuple[int, int]) -> Tensor:
-    """The pixels of a padded channels-last image that kernel tap ``(i, j)`` reads.
-
-    Returns a strided view ``(N, small_h, small_w, C)`` of ``padded``: writing to it
-    scatters values back to where the tap read them.
-    """
-    (sh, sw), (dh, dw) = win.stride, win.dilation
-    return padded[:, i * dh:i * dh + (small[0] - 1) * sh + 1:sh,
-                  j * dw:j * dw + (small[1] - 1) * sw + 1:sw]
-
-
+# -- padding -------------------------------------------------------------------------------
 def _overlap(start: int, stop: int, offset: int, size: int) -> tuple[int, int]:
     """Part of the padded range ``[start, stop)`` that holds image pixels ``[0, size)``."""
     return max(start, offset), min(stop, offset + size)
@@ -321,6 +236,7 @@ def _prepadded(large: Tensor, win: Window, small: tuple[int, int]) -> tuple[Tens
     return _padded(large, win.padding[0], win.padding[1], height, width), unpadded
 
 
+# -- column writers and col2im -------------------------------------------------------------
 def _im2col(source: Tensor, win: Window, chunk: _Chunk, small_w: int, out: Tensor) -> None:
     """Column matrix ``(pixels, kh * kw * C)`` of one chunk of channels-last ``source``,
     written into ``out`` (which may be a block of columns of a wider matrix).
@@ -391,6 +307,82 @@ def _col2im(cols: Tensor, win: Window, chunk: _Chunk, large: Tensor, small_w: in
         torch.add(inner, bias, out=destination)
 
 
+def _offsets(win: Window, row_length: int) -> list[int]:
+    """Flat offsets of the kernel taps in an image whose rows hold ``row_length`` pixels."""
+    return [i * win.dilation[0] * row_length + j * win.dilation[1]
+            for i in range(win.kernel[0]) for j in range(win.kernel[1])]
+
+
+def wraps(win: Window, x: Tensor, small: tuple[int, int]) -> bool:
+    """Whether the windows of ``win`` over channels-last ``x`` can be read from ``x`` itself,
+    unpadded (:func:`wrapped_conv`, :func:`_wrapped_im2col`): ``x`` contiguous, stride 1,
+    a "same" window (padding ``(span - 1) / 2`` on each axis, no larger than the image) and
+    ``small``, the other image's size, equal to ``x``'s."""
+    size = (x.shape[1], x.shape[2])
+    return x.is_contiguous() and win.stride == (1, 1) and tuple(small) == size and all(
+        win.span(axis) == 2 * win.padding[axis] + 1 and win.span(axis) <= size[axis]
+        for axis in (0, 1))
+
+
+def _tap_shift(win: Window, i: int, j: int) -> tuple[int, int]:
+    """Row and column offsets ``(i * dh - ph, j * dw - pw)`` of tap ``(i, j)``."""
+    return i * win.dilation[0] - win.padding[0], j * win.dilation[1] - win.padding[1]
+
+
+def _wrapped_offsets(win: Window, width: int) -> list[int]:
+    """Flat offsets of the kernel taps around a pixel of an unpadded image ``width`` wide:
+    those of :func:`_offsets`, less the padding's."""
+    return [offset - win.padding[0] * width - win.padding[1] for offset in _offsets(win, width)]
+
+
+def _outside(shift: int, size: int) -> range:
+    """Output positions along an axis whose tap, shifted by ``shift``, reads outside ``[0, size)``."""
+    return range(0, min(size, -shift)) if shift < 0 else range(max(0, size - shift), size)
+
+
+def _wrapped_im2col(flat: Tensor, win: Window, size: tuple[int, int], chunk: _Chunk,
+                    out: Tensor) -> None:
+    """Columns ``(pixels of the chunk, kh * kw * C)`` of a chunk of an unpadded image batch,
+    written into ``out`` (which may be a block of columns of a wider matrix).
+
+    The windows of a "same" stride-1 convolution (see :func:`wraps`) over ``flat``
+    (``(pixels, C)``, images of ``size``), without a padded copy: one strided copy reads
+    every tap as a shifted row of ``flat`` (as :func:`wrapped_conv` does), then the entries
+    that wrapped onto a neighbouring row or image, which padding would have made zero, are
+    zeroed: for each kernel column, the image columns it reads outside of (a band every
+    ``W`` pixels), and for each kernel row, the image rows. Pixels near the ends of
+    ``flat`` copy only their in-range taps; the others are all in those bands.
+    """
+    height, width = size
+    pixels, channels = flat.shape
+    kh, kw = win.kernel
+    v0, v1 = (chunk.n0 * height + chunk.r0) * width, ((chunk.n1 - 1) * height + chunk.r1) * width
+    offsets = _wrapped_offsets(win, width)
+    cols = out.unflatten(1, (kh, kw, channels))
+    a, b = max(v0, -offsets[0]), min(v1, pixels - offsets[-1])
+    if a < b:
+        cols[a - v0:b - v0].copy_(flat.as_strided(
+            (b - a, kh, kw, channels),
+            (channels, win.dilation[0] * width * channels, win.dilation[1] * channels, 1),
+            flat.storage_offset() + (a + offsets[0]) * channels))
+    taps = out.unflatten(1, (kh * kw, channels))
+    for lo, hi in ((v0, min(a, v1)), (max(b, v0), v1)):  # near the ends: tap by tap
+        for t, offset in enumerate(offsets):
+            first, last = max(lo, -offset), min(hi, pixels - offset)
+            if first < last:
+                taps[first - v0:last - v0, t].copy_(flat[first + offset:last + offset])
+    for j in range(kw):
+        for c in _outside(_tap_shift(win, 0, j)[1], width):
+            start = (c - v0) % width
+            cols[start::width, :, j].zero_()
+    images = cols.unflatten(0, (chunk.images, chunk.rows, width))
+    for i in range(kh):
+        for r in _outside(_tap_shift(win, i, 0)[0], height):
+            if chunk.r0 <= r < chunk.r1:
+                images[:, r - chunk.r0, :, i].zero_()
+
+
+# -- im2col, then multiply -----------------------------------------------------------------
 def im2col_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
                 small: tuple[int, int]) -> Tensor:
     """Convolution (cross-correlation) of channels-last ``x`` by im2col and multiplication.
@@ -411,56 +403,6 @@ def im2col_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
         else:
             torch.addmm(bias, cols, wmat, out=_rows(out, chunk))
     return out
-
-
-def _unfold_blocks(x: Tensor, win: Window, small: tuple[int, int], *activations: Tensor):
-    """Image blocks of channels-last ``x`` and their columns by PyTorch's ``unfold``.
-
-    Yields ``(n0, n1, cols)`` with ``cols``: ``(n1 - n0, C * kh * kw, Ho * Wo)``, rows
-    ordered ``(C, kh, kw)`` as in a reshaped conv weight; blocks of whole images within
-    :func:`_budget` of ``activations``.
-    """
-    batch, _, _, channels = x.shape
-    image_bytes = channels * win.taps * small[0] * small[1] * x.element_size()
-    images = from_nhwc(x)
-    for n0, n1 in _split(batch, max(1, _budget(x, *activations) // image_bytes)):
-        yield n0, n1, unfold(images[n0:n1], win.kernel, dilation=win.dilation,
-                             padding=win.padding, stride=win.stride)
-
-
-def unfold_conv(x: Tensor, weight: Tensor, bias: Tensor | None, win: Window,
-                small: tuple[int, int]) -> Tensor:
-    """Convolution of channels-last ``x`` with few channels, by ``unfold`` and batched products.
-
-    For few input channels, an im2col row of channels-last data is made of runs of ``C``
-    values, so the copy of :func:`im2col_conv` goes value by value; ``unfold`` copies
-    whole rows of channels-first images instead. The product of the columns' transpose
-    with the kernel matrix is then directly the channels-last output ``(N, Ho, Wo, O)``.
-    ``weight``: ``(O, C, kh, kw)``.
-    """
-    out_channels = weight.shape[0]
-    out = x.new_empty(x.shape[0], small[0], small[1], out_channels)
-    kernels = weight.reshape(out_channels, -1).t()
-    for n0, n1, cols in _unfold_blocks(x, win, small, out):
-        target = out[n0:n1].view(n1 - n0, -1, out_channels)
-        kernel = kernels.expand(n1 - n0, *kernels.shape)
-        if bias is None:
-            torch.bmm(cols.transpose(1, 2), kernel, out=target)
-        else:
-            torch.baddbmm(bias.expand(target.shape), cols.transpose(1, 2), kernel, out=target)
-    return out
-
-
-def unfold_conv_weight_grad(x: Tensor, grad: Tensor, win: Window) -> Tensor:
-    """Weight gradient ``(O, C * kh * kw)`` of :func:`unfold_conv` for the channels-last
-    output gradient ``grad`` (the input gradient is not computed: a first layer's)."""
-    out_channels = grad.shape[-1]
-    small = (grad.shape[1], grad.shape[2])
-    grad_w = grad.new_zeros(out_channels, x.shape[-1] * win.taps)
-    for n0, n1, cols in _unfold_blocks(x, win, small, grad):
-        rows = grad[n0:n1].reshape(n1 - n0, -1, out_channels)
-        grad_w += torch.bmm(rows.transpose(1, 2), cols.transpose(1, 2)).sum(0)
-    return grad_w
 
 
 def im2col_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
@@ -492,6 +434,74 @@ def im2col_conv_backward(x: Tensor, grad: Tensor, wmat: Tensor, win: Window,
     return grad_x, grad_w
 
 
+# -- few input channels: the reference's columns ----------------------------------------
+#: Narrowest output for which :func:`few_channels_conv` writes its product channels-last.
+#: Narrower outputs take the reference's own channels-first product (bit for bit PyTorch's
+#: for one image), whose transposition to the channels-last layout is then cheap.
+WIDE_OUTPUT = 16
+
+
+def _image_blocks(x: Tensor, weight: Tensor, small: tuple[int, int],
+                  *activations: Tensor | int) -> list[tuple[int, int]]:
+    """Blocks of whole images whose reference columns (``C * kh * kw`` rows of ``Ho * Wo``)
+    fit :func:`_budget` of ``x`` and ``activations``."""
+    image_bytes = weight[0].numel() * small[0] * small[1] * x.element_size()
+    return _split(x.shape[0], max(1, _budget(x, *activations) // image_bytes))
+
+
+def few_channels_conv(x: Tensor, weight: Tensor, bias: Tensor | None, win: Window,
+                      small: tuple[int, int]) -> Tensor:
+    """Convolution of channels-last ``x`` with few channels by the reference's columns, a
+    block of whole images at a time (``weight``: ``(O, C, kh, kw)``).
+
+    With few input channels a channels-last im2col row is made of runs of a few values;
+    the reference's channels-first columns (:func:`.reference.columns`) copy whole image
+    rows instead. Outputs narrower than :data:`WIDE_OUTPUT` channels are
+    :func:`.reference.forward` itself, bit for bit (and so PyTorch's own float32 sums for
+    one image: the EE-559 course's check of a 3-channel ``Conv2d`` against ``F.conv2d``
+    holds to the default tolerance); the result is then a channels-last view of
+    channels-first data. Wider outputs (a first layer's) take the transposed product
+    ``cols.T @ W.T``, whose result is already channels-last: the same sums, in another
+    order, without a transposition of the whole output for the next layer.
+    Returns the output ``(N, Ho, Wo, O)``.
+    """
+    batch, out_channels = x.shape[0], weight.shape[0]
+    images = from_nhwc(x)
+    blocks = _image_blocks(x, weight, small, batch * out_channels * small[0] * small[1]
+                           * x.element_size())
+    if out_channels < WIDE_OUTPUT:
+        if len(blocks) == 1:
+            return reference.forward(images, weight, bias, win, small).permute(0, 2, 3, 1)
+        out = x.new_empty(batch, out_channels, small[0], small[1])
+        for n0, n1 in blocks:
+            out[n0:n1] = reference.forward(images[n0:n1], weight, bias, win, small)
+        return out.permute(0, 2, 3, 1)
+    out = x.new_empty(batch, small[0], small[1], out_channels)
+    kernels = weight.reshape(out_channels, -1).t()
+    for n0, n1 in blocks:
+        cols = reference.columns(images[n0:n1], win, small).transpose(1, 2)
+        target = out[n0:n1].view(n1 - n0, -1, out_channels)
+        kernel = kernels.expand(n1 - n0, *kernels.shape)
+        if bias is None:
+            torch.bmm(cols, kernel, out=target)
+        else:
+            torch.baddbmm(bias.expand(target.shape), cols, kernel, out=target)
+    return out
+
+
+def few_channels_weight_grad(x: Tensor, grad: Tensor, weight: Tensor, win: Window) -> Tensor:
+    """Weight gradient ``(O, C, kh, kw)`` of :func:`few_channels_conv` for the channels-last
+    output gradient ``grad`` (the input gradient is not computed: a first layer's): that of
+    :func:`.reference.backward`, a block of whole images at a time."""
+    small = (grad.shape[1], grad.shape[2])
+    images, grads = from_nhwc(x), from_nhwc(grad)
+    grad_w = torch.zeros_like(weight)
+    for n0, n1 in _image_blocks(x, weight, small, grad):
+        grad_w += reference.backward(images[n0:n1], weight, grads[n0:n1], win, input_grad=False)[1]
+    return grad_w
+
+
+# -- multiply, then col2im (the transposed form) -------------------------------------------
 def col2im_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
                 large: tuple[int, int]) -> Tensor:
     """Transposed convolution of channels-last ``x`` by multiplication and col2im.
@@ -503,17 +513,6 @@ def col2im_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
     out = x.new_empty(x.shape[0], large[0], large[1], wmat.shape[1] // win.taps)
     col2im_conv_into(x, wmat, bias, [(win, out)])
     return out
-
-
-def folds_exactly(win: Window, large: tuple[int, int], small: tuple[int, int]) -> bool:
-    """Whether ``fold`` with ``win`` (padding on both sides) maps ``small`` onto ``large``
-    (and ``unfold`` maps ``large`` onto ``small``).
-
-    ``fold`` and ``unfold`` pad both ends alike, whereas a :class:`Window` only fixes the padding before
-    the first row and column: the two agree when the windows end exactly at the far side.
-    """
-    return all((large[axis] + 2 * win.padding[axis] - win.span(axis)) // win.stride[axis] + 1
-               == small[axis] and win.padding[axis] >= 0 for axis in (0, 1))
 
 
 def fold_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
@@ -625,6 +624,7 @@ def col2im_conv_into_backward(x: Tensor, parts: list[tuple[Window, Tensor]], wma
     return grad_x, grad_w
 
 
+# -- shifted products (stride 1) -----------------------------------------------------------
 def _shifted_sum(flat: Tensor, taps: Tensor, offsets: list[int], rows: int, out: Tensor,
                  bias: Tensor | None) -> None:
     """``out[v] = bias + sum_t flat[v + offsets[t]] @ taps[t]`` for the first ``rows`` rows."""
@@ -637,12 +637,6 @@ def _shifted_sum(flat: Tensor, taps: Tensor, offsets: list[int], rows: int, out:
             torch.mm(source, taps[0], out=block)
         else:
             torch.addmm(bias, source, taps[0], out=block)
-
-
-def _offsets(win: Window, row_length: int) -> list[int]:
-    """Flat offsets of the kernel taps in an image whose rows hold ``row_length`` pixels."""
-    return [i * win.dilation[0] * row_length + j * win.dilation[1]
-            for i in range(win.kernel[0]) for j in range(win.kernel[1])]
 
 
 def shifted_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
@@ -682,33 +676,6 @@ def shifted_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window,
         start = (chunk.n0 * height + chunk.r0) * width
         _shifted_sum(padded.reshape(-1, channels), taps, offsets, rows, flat_out[start:], bias)
     return out[:, :small[0], :small[1]]
-
-
-def wraps(win: Window, x: Tensor, small: tuple[int, int]) -> bool:
-    """Whether the windows of ``win`` over channels-last ``x`` can be read from ``x`` itself,
-    unpadded (:func:`wrapped_conv`, :func:`_wrapped_im2col`): ``x`` contiguous, stride 1,
-    a "same" window (padding ``(span - 1) / 2`` on each axis, no larger than the image) and
-    ``small``, the other image's size, equal to ``x``'s."""
-    size = (x.shape[1], x.shape[2])
-    return x.is_contiguous() and win.stride == (1, 1) and tuple(small) == size and all(
-        win.span(axis) == 2 * win.padding[axis] + 1 and win.span(axis) <= size[axis]
-        for axis in (0, 1))
-
-
-def _tap_shift(win: Window, i: int, j: int) -> tuple[int, int]:
-    """Row and column offsets ``(i * dh - ph, j * dw - pw)`` of tap ``(i, j)``."""
-    return i * win.dilation[0] - win.padding[0], j * win.dilation[1] - win.padding[1]
-
-
-def _wrapped_offsets(win: Window, width: int) -> list[int]:
-    """Flat offsets of the kernel taps around a pixel of an unpadded image ``width`` wide:
-    those of :func:`_offsets`, less the padding's."""
-    return [offset - win.padding[0] * width - win.padding[1] for offset in _offsets(win, width)]
-
-
-def _outside(shift: int, size: int) -> range:
-    """Output positions along an axis whose tap, shifted by ``shift``, reads outside ``[0, size)``."""
-    return range(0, min(size, -shift)) if shift < 0 else range(max(0, size - shift), size)
 
 
 def wrapped_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window) -> Tensor:
@@ -774,102 +741,3 @@ def wrapped_conv(x: Tensor, wmat: Tensor, bias: Tensor | None, win: Window) -> T
                 wrong = torch.bmm(rows, taps[t].expand(n1 - n0, channels, out_channels))
                 out[n0:n1, r, c0:c1].sub_(wrong)
     return out
-
-
-def _wrapped_im2col(flat: Tensor, win: Window, size: tuple[int, int], chunk: _Chunk,
-                    out: Tensor) -> None:
-    """Columns ``(pixels of the chunk, kh * kw * C)`` of a chunk of an unpadded image batch,
-    written into ``out`` (which may be a block of columns of a wider matrix).
-
-    The windows of a "same" stride-1 convolution (see :func:`wraps`) over ``flat``
-    (``(pixels, C)``, images of ``size``), without a padded copy: one strided copy reads
-    every tap as a shifted row of ``flat`` (as :func:`wrapped_conv` does), then the entries
-    that wrapped onto a neighbouring row or image, which padding would have made zero, are
-    zeroed: for each kernel column, the image columns it reads outside of (a band every
-    ``W`` pixels), and for each kernel row, the image rows. Pixels near the ends of
-    ``flat`` copy only their in-range taps; the others are all in those bands.
-    """
-    height, width = size
-    pixels, channels = flat.shape
-    kh, kw = win.kernel
-    v0, v1 = (chunk.n0 * height + chunk.r0) * width, ((chunk.n1 - 1) * height + chunk.r1) * width
-    offsets = _wrapped_offsets(win, width)
-    cols = out.unflatten(1, (kh, kw, channels))
-    a, b = max(v0, -offsets[0]), min(v1, pixels - offsets[-1])
-    if a < b:
-        cols[a - v0:b - v0].copy_(flat.as_strided(
-            (b - a, kh, kw, channels),
-            (channels, win.dilation[0] * width * channels, win.dilation[1] * channels, 1),
-            flat.storage_offset() + (a + offsets[0]) * channels))
-    taps = out.unflatten(1, (kh * kw, channels))
-    for lo, hi in ((v0, min(a, v1)), (max(b, v0), v1)):  # near the ends: tap by tap
-        for t, offset in enumerate(offsets):
-            first, last = max(lo, -offset), min(hi, pixels - offset)
-            if first < last:
-                taps[first - v0:last - v0, t].copy_(flat[first + offset:last + offset])
-    for j in range(kw):
-        for c in _outside(_tap_shift(win, 0, j)[1], width):
-            start = (c - v0) % width
-            cols[start::width, :, j].zero_()
-    images = cols.unflatten(0, (chunk.images, chunk.rows, width))
-    for i in range(kh):
-        for r in _outside(_tap_shift(win, i, 0)[0], height):
-            if chunk.r0 <= r < chunk.r1:
-                images[:, r - chunk.r0, :, i].zero_()
-
-
-@dataclass(frozen=True)
-class Phase:
-    """Output pixels ``(a + s_h * q, b + s_w * r)`` of nearest upsampling then a stride-1 conv.
-
-    They form a stride-1 convolution of the *low-resolution* input whose kernel is
-    ``merge[0] @ w @ merge[1].T``: the taps that read the same low-resolution pixel are
-    summed. ``window`` is that convolution's geometry, ``size`` its output size and
-    ``taps`` the merged tap of each original tap, per axis.
-    """
-
-    offset: tuple[int, int]
-    window: Window
-    size: tuple[int, int]
-    taps: tuple[tuple[int, ...], tuple[int, ...]]
-
-    def merge(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        """The 0/1 matrices ``(R, k)`` that sum the kernel taps, one per axis."""
-        matrices = []
-        for axis, rows in enumerate(self.taps):
-            matrix = like.new_zeros(self.window.kernel[axis], len(rows))
-            columns = torch.arange(len(rows), device=like.device)
-            matrix[torch.tensor(rows, device=like.device), columns] = 1
-            matrices.append(matrix)
-        return matrices[0], matrices[1]
-
-
-def _axis_phase(a: int, scale: int, kernel: int, padding: int, dilation: int,
-                out: int) -> tuple[int, tuple[int, ...], int, int]:
-    """One axis of a :class:`Phase`: padding, merged tap of each tap, kernel size, outputs.
-
-    Output ``a + scale * q`` reads upsampled pixel ``a + scale * q - padding + t * dilation``
-    for tap ``t``, that is low-resolution pixel ``q + (a - padding + t * dilation) // scale``.
-    """
-    shifts = [(a - padding + t * dilation) // scale for t in range(kernel)]
-    first = shifts[0]
-    return -first, tuple(s - first for s in shifts), shifts[-1] - first + 1, -(-(out - a) // scale)
-
-
-def upsample_phases(scale: tuple[int, int], win: Window, out: tuple[int, int]) -> list[Phase]:
-    """The phases of nearest upsampling by ``scale`` followed by a stride-1 ``win``.
-
-    ``out`` is the output size; phases without output pixels are left out.
-    """
-    if win.stride != (1, 1):
-        raise ValueError("the phase decomposition needs a stride-1 convolution")
-    phases = []
-    for a in range(min(scale[0], out[0])):
-        top, rows, kh, qh = _axis_phase(a, scale[0], win.kernel[0], win.padding[0],
-                                        win.dilation[0], out[0])
-        for b in range(min(scale[1], out[1])):
-            left, cols, kw, qw = _axis_phase(b, scale[1], win.kernel[1], win.padding[1],
-                                             win.dilation[1], out[1])
-            window = Window((kh, kw), (1, 1), (top, left))
-            phases.append(Phase((a, b), window, (qh, qw), (rows, cols)))
-    return phases
