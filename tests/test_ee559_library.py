@@ -63,3 +63,16 @@ def test_weights_are_written_with_a_plain_files_permissions(tmp_path):
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     assert torch.equal(load_file(str(path))["w"], state["w"])
+
+
+def test_project2_weights_run_by_name_like_the_course_model():
+    """Every shipped weight file is reachable by name: ee559-project2 is the scratch network."""
+    from denoise.ee559 import project2
+    from denoise.inference import restore
+
+    x = torch.rand(1, 3, 45, 61)
+    course = project2.Model()
+    course.load_pretrained_model()
+    named = restore(x, "ee559-project2", tile=None).output
+    assert torch.equal(named, course._forward(x).clamp(0, 1))
+    torch.testing.assert_close(restore(x, "ee559-project2", tile=16).output, named, atol=1e-6, rtol=0)

@@ -199,7 +199,12 @@ def create_model(name: str, *, pretrained: bool = True, weights: str | Path | No
     if extras:
         raise MissingDependencyError(f"model {name!r} needs the optional package {extras[0]!r}: "
                                      f"pip install 'denoise[{extras[0]}]'")
-    model = entry.factory(**{**entry.defaults, **overrides})
+    try:
+        model = entry.factory(**{**entry.defaults, **overrides})
+    except (TypeError, ValueError) as exc:
+        from ..errors import InputError
+
+        raise InputError(f"cannot build model {name!r} with {overrides or 'its defaults'}: {exc}") from None
     if weights is not None:
         load_weights(model, weights)
     elif entry.kind == "learned" and pretrained:

@@ -61,4 +61,7 @@ def build_model(config: TrainConfig, channels: int) -> nn.Module:
         model = create_model(config.model, pretrained=False, **kwargs)
     except TypeError as exc:
         raise InputError(f"bad model_kwargs {config.model_kwargs} for {config.model!r}: {exc}") from None
+    if not any(True for _ in model.parameters()):
+        raise InputError(f"model {config.model!r} has no torch parameters to train here"
+                         + ("; train it with 'denoise ee559 train 2'" if config.model.startswith("ee559") else ""))
     return model.train()
