@@ -317,7 +317,7 @@ def test_cli_refuses_classical_in_one_line(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(capsys, monkeypatch, "export", "-m", "dct", "--format", "onnx",
                              "-o", tmp_path / "dct.onnx")
     assert code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith("denoise: error: model 'dct' is classical")
+    assert err.count("\n") == 1 and err.startswith("denoise: error: model 'dct' is not a network")
     assert not list(tmp_path.iterdir())
 
 
@@ -335,3 +335,12 @@ def test_register_adds_the_subcommand():
     export.register(parser.add_subparsers())
     args = parser.parse_args(["export", "-m", "n2n-unet-gray", "-o", "x.onnx", "--channels", "1"])
     assert args.model == "n2n-unet-gray" and args.channels == 1 and not args.force
+
+
+@pytest.mark.parametrize("name", ["dct-learned", "ee559-project2"])
+def test_learned_models_that_are_not_torch_networks_are_refused(tmp_path, name):
+    from denoise.deploy import export_model, exportable_models
+
+    with pytest.raises(InputError, match="not a network these formats hold"):
+        export_model(name, tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir()) and name not in exportable_models()[0]

@@ -139,7 +139,7 @@ def exportable_models() -> tuple[list[str], list[str]]:
     user's own), and the learned architectures (exported with random weights)."""
     from .models.registry import list_models
 
-    entries = [e for e in list_models() if e.kind == "learned"]
+    entries = [e for e in list_models() if e.kind == "learned" and getattr(e.factory, "exportable", True)]
     trained = [e.name for e in entries if e.pretrained and e.has_weights()]
     return trained, [e.name for e in entries if not e.pretrained]
 
@@ -147,7 +147,8 @@ def exportable_models() -> tuple[list[str], list[str]]:
 def _refuse_classical(name: str) -> InputError:
     trained, archs = exportable_models()
     return InputError(
-        f"model {name!r} is classical (an algorithm, not a trained network) and cannot be "
+        f"model {name!r} is not a network these formats hold (a classical algorithm, or a "
+        f"framework of its own) and cannot be "
         f"exported to ONNX or TorchScript; exportable: {', '.join(trained) or 'none shipped'}; "
         f"architectures with random weights: {', '.join(archs)}; or a path to your own weights")
 
@@ -183,7 +184,7 @@ def resolve_model(name: str | nn.Module, channels: int | None = None) -> tuple[s
         else:
             entry = get_entry(base)  # ModelError listing the known names
             label = base
-            if entry.kind != "learned":
+            if entry.kind != "learned" or not getattr(entry.factory, "exportable", True):
                 raise _refuse_classical(base)
             if channels is not None and entry.channels is not None and channels != entry.channels:
                 raise InputError(f"model {base!r} takes {'gray' if entry.channels == 1 else 'color'} "

@@ -38,6 +38,8 @@ class Restorer(nn.Module):
     scale: int = 1
     #: Tiles start at multiples of this (the total downsampling factor of the model).
     alignment: int = 1
+    #: Whether ``denoise export`` can write it as ONNX / TorchScript (a plain torch network).
+    exportable: bool = True
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -54,6 +54,7 @@ class ClassicalDenoiser(Restorer):
 
     receptive_field: int = 0
     uses_sigma: bool = True
+    exportable = False
 
 
 class ArrayDenoiser(ClassicalDenoiser):

@@ -23,6 +23,7 @@ class ScratchCourseNet(Restorer):
     convolutions, sigmoid output; blind; RGB; any size (reflect-padded to a multiple of 4)."""
 
     alignment = 4
+    exportable = False  # a denoise.scratch network, not torch modules
     # 3x3 convolutions at 1, 1/2, 1/4, 1/2 and 1 of the resolution reach 1 + 2 + 4 + 2 + 1
     # pixels; the 4x4 blocks add up to 3 more.
     receptive_field = 13
