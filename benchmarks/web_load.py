@@ -22,9 +22,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
-import re
-import subprocess
 import sys
 import threading
 import time
@@ -35,36 +32,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from denoise.web.launch import serve_process
+
 SIZE = (1220, 1640)  # rows, columns: 2.0 megapixels
 
 
 @contextlib.contextmanager
 def server(*options: str):
     """A ``denoise serve`` process; yields ``(url, pid)``."""
-    proc = subprocess.Popen([sys.executable, "-m", "denoise", "serve", "--port", "0", *options],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    reader = None
-    try:
-        line = proc.stderr.readline()
-        found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-        if not found:
-            raise RuntimeError(f"denoise serve did not start: {line.strip()} {proc.stderr.read()}")
-        log: list[str] = []
-        reader = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)
-        reader.start()
-        yield found.group(1), proc.pid
+    with serve_process(*options) as proc:
+        yield proc.url, proc.pid
         if proc.poll() is not None:
-            raise RuntimeError(f"the server died: {''.join(log)[-2000:]}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if reader is not None:
-            reader.join(5)
+            raise RuntimeError(f"the server died: {''.join(proc.log)[-2000:]}")
 
 
 def memory_kb(pid: int) -> dict[str, int]:

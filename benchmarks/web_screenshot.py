@@ -18,16 +18,15 @@ import argparse
 import base64
 import contextlib
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+
+from denoise.web.launch import serve_process
 
 #: Chromium's flags here: no sandbox (root in a container), no GPU, and nothing that
 #: reaches for the network (closed here: without them it hangs on connections).
@@ -49,32 +48,9 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
 
 
-@contextlib.contextmanager
 def serve(*options: str):
-    """A ``denoise serve`` process on a free loopback port; yields its URL (no slash)."""
-    proc = subprocess.Popen([sys.executable, "-m", "denoise", "serve", "--port", "0", *options],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    reader = None
-    try:
-        line = proc.stderr.readline()
-        found = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-        if not found:
-            raise RuntimeError(f"denoise serve did not start: {line.strip()} {proc.stderr.read()}")
-        proc.url, proc.log = found.group(1), []
-        # keep reading what the server prints (a full pipe would block it)
-        reader = threading.Thread(target=lambda: proc.log.extend(proc.stderr), daemon=True)
-        reader.start()
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if reader is not None:
-            reader.join(5)
+    """A ``denoise serve`` process on a free loopback port (``.url``, ``.log``)."""
+    return serve_process(*options)
 
 
 @contextlib.contextmanager

@@ -2,10 +2,6 @@
 a real ``denoise serve`` process on a free loopback port."""
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -101,22 +97,22 @@ def server(tmp_path):
     """A real ``denoise serve`` process on a free port: yields (base URL, process). Its
     output goes to a file (a pipe nobody reads could fill up and block it)."""
     pytest.importorskip("uvicorn")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    log = tmp_path / "server.log"
-    with open(log, "w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "denoise", "serve", "--port", "0"],
-                                stderr=sink, stdout=subprocess.DEVNULL, env=env, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 120
-        while not (found := re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())):
-            assert proc.poll() is None and time.monotonic() < deadline, \
-                f"denoise serve did not start: {log.read_text()}"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{found.group(1)}", proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    from denoise.web.launch import serve_process
+
+    with serve_process(env={"OMP_NUM_THREADS": "1"}, log=tmp_path / "server.log") as proc:
+        yield proc.url, proc
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/NAME.py`` as a module (the load and screenshot scripts double as
+    test helpers); yields it and forgets it afterwards."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "web_screenshot.py"
+from .conftest import load_benchmark
+
 MIN_GAIN_DB = 4.0
 
 
@@ -32,12 +32,7 @@ def _unavailable(reason: str):
 
 @pytest.fixture(scope="module")
 def shot():
-    spec = importlib.util.spec_from_file_location("web_screenshot", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from load_benchmark("web_screenshot")
 
 
 @pytest.mark.slow

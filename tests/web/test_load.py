@@ -3,23 +3,16 @@ images): every upload and job completes, and every client gets the restoration o
 own image under its own name (nothing lost or mixed up). No timing is asserted."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "web_load.py"
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("web_load", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    yield from load_benchmark("web_load")
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the server's memory in /proc")
