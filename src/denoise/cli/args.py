@@ -15,15 +15,22 @@ def sigma_arg(text: str) -> float | None:
     return sigma_value(text)
 
 
-def sigma_value(text: str) -> float:
-    """A number in (0, 255]: a noise standard deviation on the 0-255 scale."""
+def number(text: str, *, low: float, high: float, what: str, low_open: bool = False, unit: str = "") -> float:
+    """``text`` as a float in [low, high] (or (low, high]); an argparse error naming ``what``."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number on the 0-255 scale, got {text!r}") from None
-    if not 0 < value <= 255:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"sigma must be in (0, 255] on the 0-255 scale, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number{unit} for {what}, got {text!r}") from None
+    inside = (low < value if low_open else low <= value) and value <= high  # also refuses nan
+    if not inside:
+        raise argparse.ArgumentTypeError(f"{what} must be in {'(' if low_open else '['}{low:g}, {high:g}]"
+                                         f"{unit}, got {text}")
     return value
+
+
+def sigma_value(text: str) -> float:
+    """A number in (0, 255]: a noise standard deviation on the 0-255 scale."""
+    return number(text, low=0, high=255, low_open=True, what="sigma", unit=" on the 0-255 scale")
 
 
 def positive_int(text: str) -> int:

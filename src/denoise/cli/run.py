@@ -17,7 +17,7 @@ from ..errors import (
     OutputError,
 )
 from ..inference import DEFAULT, DEFAULT_TILE
-from .args import PROG, error, one_line, paragraphs, positive_int, sigma_arg
+from .args import PROG, error, number, one_line, paragraphs, positive_int, sigma_arg
 
 _SIGMA_HELP = ("noise standard deviation on the 0-255 scale (e.g. 25), relative to the full range "
                "also for 16-bit images; or 'estimated' (default) to estimate it for each image")
@@ -164,13 +164,7 @@ def plan_jobs(inputs: Sequence[str], out: Path, *, suffix: str = "", recursive: 
 
 def strength_arg(text: str) -> float:
     """A factor in [0.05, 20]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number such as 0.8 or 1.3, got {text!r}") from None
-    if not 0.05 <= value <= 20:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"--strength must be in [0.05, 20], got {text}")
-    return value
+    return number(text, low=0.05, high=20, what="--strength")
 
 
 def shard_arg(text: str) -> tuple[int, int]:
