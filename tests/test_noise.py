@@ -179,7 +179,8 @@ def test_text_rejects_coverage_it_cannot_reach():
 # ----------------------------------------------------------------------------- randomness
 
 ALL_MODELS = [Gaussian(0.1), Gaussian((0.0, 0.2)), Poisson(20), PoissonGaussian(20, 0.05), Bernoulli(0.5),
-              Impulse(0.3), Impulse(0.3, per_channel=True), SaltPepper(0.1), Text(0.2)]
+              Impulse(0.3), Impulse(0.3, per_channel=True), SaltPepper(0.1), Text(0.2),
+              nz.Compose([Gaussian(0.1), SaltPepper(0.05)]), nz.Camera(), nz.Camera(quality=(70, 95))]
 
 
 @pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.spec)
@@ -300,4 +301,74 @@ def test_sigma_of():
 
 def test_every_kind_is_listed():
     assert set(nz.NOISE_KINDS) == {"gaussian", "poisson", "poissongaussian", "bernoulli", "impulse",
-                                   "saltpepper", "text"}
+                                   "saltpepper", "text", "camera"}
+
+
+# ----------------------------------------------------------------------------- composed noise
+
+def test_compose_parses_and_round_trips():
+    model = parse_noise("gaussian:25+saltpepper:0.05")
+    assert isinstance(model, nz.Compose)
+    assert model.parts == (Gaussian(25 / 255), SaltPepper(0.05))
+    assert model.spec == "gaussian:25+saltpepper:0.05" and model.kind == "gaussian+saltpepper"
+    for spec in ("gaussian:25+saltpepper:0.05", "gaussian:0-50:clip+impulse:0.1:per_channel",
+                 "poisson:30+gaussian:10+saltpepper:0.02", "gaussian:10+camera:jpeg"):
+        model = parse_noise(spec)
+        assert parse_noise(model.spec) == model
+        assert eval(repr(model), vars(nz)) == model
+    # nested compositions flatten
+    assert nz.Compose([parse_noise("gaussian:5+poisson:3"), Impulse(0.1)]).spec == "gaussian:5+poisson:3+impulse:0.1"
+
+
+def test_compose_statistics_gaussian_plus_salt_and_pepper(generator):
+    x = torch.full((4, 3, 128, 128), 0.5)
+    sigma, p = 25 / 255, 0.05
+    noisy, levels = parse_noise("gaussian:25+saltpepper:0.05").sample(x, generator)
+    assert torch.allclose(levels, torch.full((4,), sigma))  # the Gaussian part's sigma
+    hit = (noisy == 0) | (noisy == 1)
+    assert torch.equal(hit, hit[:, :1].expand_as(hit))  # whole pixels, as SaltPepper does
+    m = hit[:, 0].numel()
+    assert _close(hit[:, 0].float().mean().item(), p, math.sqrt(p * (1 - p) / m))
+    rest = (noisy - x)[~hit]
+    assert _close(rest.mean().item(), 0.0, sigma / math.sqrt(rest.numel()))
+    assert _close(rest.std().item(), sigma, sigma / math.sqrt(2 * rest.numel()))
+
+
+def test_compose_parts_keep_their_clip_and_draw_in_order(generator):
+    x = torch.full((1, 1, 64, 64), 0.02)
+    assert parse_noise("gaussian:25+saltpepper:0.01")(x, 0).min() < 0
+    assert parse_noise("gaussian:25:clip+saltpepper:0.01")(x, 0).min() >= 0
+    composed = parse_noise("gaussian:25+saltpepper:0.05")
+    g = torch.Generator().manual_seed(7)
+    by_hand = SaltPepper(0.05)(Gaussian(25 / 255)(x, g), g)
+    assert torch.equal(composed(x, 7), by_hand)
+    assert torch.equal(composed(x, 7), composed(x, torch.Generator().manual_seed(7)))
+    assert not torch.equal(composed(x, 7), composed(x, 8))
+    assert parse_noise("saltpepper:0.1+poisson:30").sample(x, 0)[1] is None
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("gaussian:25+saltpepper:1.5", "p must be >= 0 and <= 1, got 1.5"),
+    ("gaussian:25+saltpepper:-0.1", "p must be >= 0"),
+    ("gaussian:25+", "empty part"),
+    ("+saltpepper:0.1", "empty part"),
+    ("gaussian:25++saltpepper:0.1", "empty part"),
+    ("gaussian:25+speckle:3", "unknown noise"),
+])
+def test_compose_bad_specs(spec, match):
+    with pytest.raises(InputError, match=match) as info:
+        parse_noise(spec)
+    assert "\n" not in str(info.value)
+
+
+def test_compose_loss_choice():
+    from denoise.training.data import noise_kind
+    from denoise.training.losses import loss_for_noise
+
+    assert loss_for_noise(noise_kind("gaussian:25+saltpepper:0.05")) == "l1"
+    assert loss_for_noise(noise_kind("gaussian:25+impulse:0.1")) == "l0"
+    assert loss_for_noise(noise_kind("saltpepper:0.1+impulse:0.1")) == "l0"
+    assert loss_for_noise(noise_kind("poisson:30+gaussian:10")) == "l2"
+    assert loss_for_noise(noise_kind("camera")) == "l2"
+    with pytest.raises(InputError, match="pass the loss explicitly"):
+        loss_for_noise(noise_kind("gaussian:25+bernoulli:0.5"))

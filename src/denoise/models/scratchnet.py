@@ -54,7 +54,7 @@ class ScratchCourseNet(Restorer):
             raise ModelError(f"the weights do not fit ee559_net: {exc}") from None
 
 
-register_model("ee559-net", description="EE-559 mini-project 2 network (denoise.scratch, no autograd)")(
-    ScratchCourseNet)
+register_model("ee559-net", description="EE-559 mini-project 2 network (denoise.scratch, no autograd)",
+               channels=3)(ScratchCourseNet)
 register_weights("ee559-project2", "ee559-net", description=(
     "EE-559 mini-project 2 (denoise.scratch network, Noise2Noise on the course's 32x32 color crops)"))

@@ -30,9 +30,18 @@ saltpepper:0.1     SaltPepper(0.1)    a fraction p of pixels set to 0 or 1 (even
 text:0.25          Text(0.25)         random strings cover a fraction p of the pixels
 text:0.25,10-30    Text(0.25, (10,    the same, font sizes 10 to 30 pixels whatever
                    30))               the image size (crops and full images alike)
+gaussian:25+       Compose([...])     the parts applied in order (here AWGN, then
+  saltpepper:0.05                     5 % salt and pepper); sample() returns the
+                                      sigma of the first Gaussian part
+camera             Camera()           camera-like noise by unprocessing sRGB to raw,
+                                      Poisson-Gaussian noise on a Bayer mosaic,
+                                      demosaicing and processing back (see
+                                      :mod:`.camera`); camera:jpeg adds JPEG,
+                                      camera:shot=LO-HI,read=V,q=LO-HI sets levels
 =================  =================  ===========================================
 
-Append ``:clip`` to a spec to clip the result to [0, 1], e.g. ``gaussian:25:clip``.
+Append ``:clip`` to a spec to clip the result to [0, 1], e.g. ``gaussian:25:clip``; in a
+composed spec it applies to its part (``gaussian:25:clip+saltpepper:0.05``).
 """
 from .models import (
                      Bernoulli,
@@ -46,9 +55,11 @@ from .models import (
                      SaltPepper,
                      make_generator,
 )
+from .camera import Camera
+from .compose import Compose
 from .spec import NOISE_KINDS, parse_noise, sigma_of
 from .text import Text
 
 __all__ = ["Noise", "Gaussian", "Poisson", "PoissonGaussian", "Bernoulli", "Impulse",
-           "SaltPepper", "Text", "NOISE_KINDS", "parse_noise", "sigma_of", "make_generator",
+           "SaltPepper", "Text", "Compose", "Camera", "NOISE_KINDS", "parse_noise", "sigma_of", "make_generator",
            "Param", "GeneratorLike"]

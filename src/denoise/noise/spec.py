@@ -14,14 +14,18 @@ from .models import (
     PoissonGaussian,
     SaltPepper,
 )
+from .camera import Camera
+from .compose import Compose
 from .text import Text
 
 NOISE_KINDS: dict[str, type[Noise]] = {cls.kind: cls for cls in
-                                       (Gaussian, Poisson, PoissonGaussian, Bernoulli, Impulse, SaltPepper, Text)}
+                                       (Gaussian, Poisson, PoissonGaussian, Bernoulli, Impulse, SaltPepper, Text,
+                                        Camera)}
 
 _USAGE = ("gaussian:SIGMA (0-255 scale, or LO-HI), poisson:LAM, poissongaussian:LAM,SIGMA, "
           "bernoulli:P, impulse:P, saltpepper:P, text:P (or text:P,LO-HI with font sizes in "
-          "pixels); append :clip to clip to [0, 1]")
+          "pixels), camera (or camera:KEY=VALUE,... with shot, read, q; camera:jpeg); append :clip to clip to [0, 1]; "
+          "join specs with + to apply them in order (gaussian:25+saltpepper:0.05)")
 
 
 def parse_noise(spec: str | Noise) -> Noise:
@@ -29,17 +33,27 @@ def parse_noise(spec: str | Noise) -> Noise:
 
     Gaussian sigmas are given on the 0-255 scale; any value may be a range ``LO-HI``
     drawn per image (``"gaussian:0-50"``). Options follow after colons: ``clip`` (clip
-    the result to [0, 1]) and, for impulse and saltpepper, ``per_channel``. A Noise
-    object is returned as it is.
+    the result to [0, 1]) and, for impulse and saltpepper, ``per_channel``. Specs joined
+    by ``+`` build a :class:`Compose` that applies them in order
+    (``"gaussian:25+saltpepper:0.05"``). ``camera`` specs are parsed by
+    :meth:`Camera.from_spec`. A Noise object is returned as it is.
     """
     if isinstance(spec, Noise):
         return spec
     if not isinstance(spec, str):
         raise InputError(f"a noise spec must be a string like 'gaussian:25', got {type(spec).__name__}")
+    if "+" in spec:
+        parts = spec.split("+")
+        if any(not p.strip() for p in parts):
+            raise InputError(f"empty part in noise spec {spec!r}; join whole specs with +, "
+                             f"e.g. gaussian:25+saltpepper:0.05")
+        return Compose([parse_noise(p) for p in parts])
     kind, _, rest = spec.strip().lower().partition(":")
     kind = re.sub(r"[\s_&-]", "", kind)
     if kind not in NOISE_KINDS:
         raise InputError(f"unknown noise {spec!r}; use one of: {_USAGE}")
+    if kind == "camera":
+        return Camera.from_spec(rest, spec, _USAGE)
     values, *options = rest.split(":") if rest else [""]
     unknown = set(options) - {"clip", "per_channel"}
     if unknown or ("per_channel" in options and kind not in ("impulse", "saltpepper")):

@@ -84,7 +84,18 @@ LOSS_FOR_NOISE = {
     "saltpepper": "l1",
     "impulse": "l0",
     "bernoulli": "masked_l2",
+    # Camera noise (denoise.noise.camera) is near zero-mean in linear space; the tone curve
+    # and JPEG make it slightly biased in sRGB, but the mean is still the closest statistic.
+    "camera": "l2",
 }
+
+# For composed noises (kind ``a+b``, e.g. ``gaussian+saltpepper``): the loss of the most
+# outlier-robust part, in this order. Annealed L0 (mode) when a part is random-valued
+# impulse noise; L1 (median) when a part is salt-and-pepper or text (the median stays
+# unbiased for Gaussian plus salt-and-pepper with even odds); L2 when every part is
+# zero-mean. Bernoulli in a composition has no default: the mask its masked L2 needs is
+# lost in the composition.
+_ROBUSTNESS = ("l0", "l1", "l2")
 
 
 def get_loss(name: str, *, l0_floor: float = 0.1) -> Loss:
@@ -96,7 +107,15 @@ def get_loss(name: str, *, l0_floor: float = 0.1) -> Loss:
 
 
 def loss_for_noise(noise_kind: str) -> str:
-    """The name of the loss matched to a noise kind (``gaussian`` -> ``l2``, ...)."""
+    """The name of the loss matched to a noise kind (``gaussian`` -> ``l2``, ...); for a
+    composed kind ``a+b`` the most robust of the parts' losses (see :data:`_ROBUSTNESS`):
+    ``gaussian+impulse`` -> ``l0``, ``gaussian+saltpepper`` -> ``l1``."""
+    if "+" in noise_kind:
+        losses = {loss_for_noise(part) for part in noise_kind.split("+")}
+        if "masked_l2" in losses:
+            raise InputError(f"no default loss for the composed noise {noise_kind!r} (a Bernoulli mask is "
+                             f"lost in a composition); pass the loss explicitly ({', '.join(LOSSES)})")
+        return next(name for name in _ROBUSTNESS if name in losses)
     key = noise_kind.lower().replace("-", "").replace("_", "")
     if key not in LOSS_FOR_NOISE:
         raise InputError(f"no default loss for noise {noise_kind!r}; pass the loss explicitly "

@@ -1,0 +1,257 @@
+"""Camera-like noise: clean sRGB is "unprocessed" to linear raw, noised, and processed back.
+
+The idea is that of Brooks et al., "Unprocessing Images for Learned Raw Denoising" (CVPR
+2019), with the realistic noise model of CBDNet (Guo et al., 2019). For a colour image
+(N, 3, H, W) in [0, 1], per image and in this order:
+
+1. tone curve inverted: the sRGB transfer function, :func:`srgb_to_linear` (exact inverse
+   of :func:`linear_to_srgb`);
+2. colour correction inverted: a camera-to-sRGB matrix (CCM) is drawn as a random convex
+   combination of the :data:`CCMS` (rows sum to 1, so grey stays grey) and its inverse is
+   applied, :func:`apply_ccm`;
+3. white balance inverted: red and blue are divided by gains drawn uniformly from
+   :data:`RED_GAINS` and :data:`BLUE_GAINS` (green gain 1), :func:`apply_gains`;
+4. Bayer mosaic RGGB: each pixel keeps one channel, :func:`mosaic`;
+5. Poisson-Gaussian noise at each Bayer site with signal ``s`` (clamped at 0):
+   ``shot * Poisson(s / shot) + sqrt(read) * N(0, 1) - s``, variance ``shot * s + read``,
+   :func:`raw_noise`. ``shot`` is drawn log-uniformly from ``shot`` (default
+   :data:`SHOT_RANGE`, about low to high ISO: shot level grows with the analog gain);
+   ``read`` (a variance), unless given, follows the shot level as in Brooks et al.:
+   ``log(read) = 2.18 log(shot) + 1.2 + N(0, 0.26^2)``;
+6. demosaicing, bilinear by normalised convolution, :func:`demosaic`, applied to the raw
+   *noise*: the linear image becomes ``linear + demosaic(noise)``. The clean signal is
+   kept, so the clean image stays an exact target (real demosaicing would also blur it);
+   the noise becomes correlated across neighbouring pixels and across channels;
+7. forward processing: white-balance gains, CCM and sRGB tone curve again;
+8. optional JPEG round trip (8-bit, PIL) with a quality drawn uniformly from ``quality``.
+
+Grey images (N, 1, H, W) take a simpler path: tone curve inverted, Poisson-Gaussian noise
+per pixel in linear space (no mosaic, CCM or gains), tone curve, optional JPEG.
+
+Without JPEG the result is not clipped (``clip=True`` clips it to [0, 1]); with JPEG it is
+in [0, 1] and on the 8-bit grid. ``shot=0, read=0`` without JPEG gives the input back (up
+to rounding). Spec strings: ``camera``, ``camera:jpeg`` (quality 70-95),
+``camera:shot=0.001-0.01,read=1e-05,q=90``, each with ``:clip`` allowed; see
+:meth:`Camera.from_spec`.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import InputError
+from .models import Noise, Param, _check_param, _format_param, _normal, _poisson, _repr_param, _uniform
+
+#: Camera-to-sRGB colour correction matrices (rows sum to 1), typical of phone and DSLR
+#: sensors; a random convex combination of them is used per image.
+CCMS = torch.tensor([
+    [[1.70, -0.55, -0.15], [-0.20, 1.55, -0.35], [0.05, -0.50, 1.45]],
+    [[1.90, -0.80, -0.10], [-0.25, 1.45, -0.20], [0.00, -0.65, 1.65]],
+    [[1.55, -0.45, -0.10], [-0.15, 1.40, -0.25], [0.05, -0.40, 1.35]],
+], dtype=torch.float64)
+RED_GAINS = (1.9, 2.4)
+BLUE_GAINS = (1.5, 1.9)
+#: Default shot-noise levels (variance per unit of linear signal), drawn log-uniformly.
+SHOT_RANGE = (1e-4, 1.2e-2)
+#: Read-noise variance from the shot level: log(read) = SLOPE * log(shot) + OFFSET + N(0, JITTER^2).
+READ_SLOPE, READ_OFFSET, READ_JITTER = 2.18, 1.20, 0.26
+#: JPEG qualities of ``camera:jpeg``.
+JPEG_RANGE = (70.0, 95.0)
+
+
+# ----------------------------------------------------------------------------- stages
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    """Inverse sRGB transfer function (linear below 0.04045, power 2.4 above)."""
+    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    """sRGB transfer function; negative values stay on the linear segment."""
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
+
+
+def apply_ccm(x: torch.Tensor, ccm: torch.Tensor) -> torch.Tensor:
+    """Each pixel's colour times a per-image 3x3 matrix ``ccm`` (N, 3, 3)."""
+    return torch.einsum("nij,njhw->nihw", ccm.to(x.dtype), x)
+
+
+def apply_gains(x: torch.Tensor, red: torch.Tensor, blue: torch.Tensor) -> torch.Tensor:
+    """Red and blue multiplied by per-image gains (N,); pass 1 / gain to invert."""
+    ones = torch.ones_like(red)
+    return x * torch.stack([red, ones, blue], 1).to(x.dtype).view(-1, 3, 1, 1)
+
+
+def bayer_masks(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) masks of the RGGB pattern: R at (even, even), B at (odd, odd), G elsewhere."""
+    yy = torch.arange(h, device=like.device).view(h, 1) % 2
+    xx = torch.arange(w, device=like.device).view(1, w) % 2
+    red = (yy == 0) & (xx == 0)
+    blue = (yy == 1) & (xx == 1)
+    return torch.stack([red, ~(red | blue), blue]).unsqueeze(0).to(like.dtype)
+
+
+def mosaic(x: torch.Tensor) -> torch.Tensor:
+    """The RGGB Bayer raw (N, 1, H, W) of a colour image (N, 3, H, W)."""
+    return (x * bayer_masks(x.shape[2], x.shape[3], x)).sum(1, keepdim=True)
+
+
+# Red/blue: the full 3x3 neighbourhood; green: the cross only (a green site's diagonal
+# neighbours are green too, and must not blur it).
+_KERNELS = torch.tensor([[[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]],
+                         [[0.0, 0.25, 0.0], [0.25, 1.0, 0.25], [0.0, 0.25, 0.0]],
+                         [[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]]], dtype=torch.float64)
+
+
+def demosaic(raw: torch.Tensor) -> torch.Tensor:
+    """Bilinear demosaicing of an RGGB raw (N, 1, H, W) into (N, 3, H, W).
+
+    Each channel is the weighted mean of its known samples in the 3x3 neighbourhood
+    (normalised convolution), so known samples are kept, missing green is the mean of
+    the 4 neighbours, missing red/blue of the 2 or 4 nearest ones, and a constant raw
+    gives a constant image, borders included.
+    """
+    masks = bayer_masks(raw.shape[2], raw.shape[3], raw)
+    kernel = _KERNELS.to(raw.device, raw.dtype).unsqueeze(1)
+    num = F.conv2d(raw * masks, kernel, padding=1, groups=3)
+    den = F.conv2d(masks.expand(raw.shape[0], 3, -1, -1), kernel, padding=1, groups=3)
+    return num / den
+
+
+def raw_noise(signal: torch.Tensor, shot: torch.Tensor, read: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Poisson-Gaussian noise for a linear signal (clamped at 0), per-image ``shot`` and
+    ``read`` (N, 1, 1, 1): ``shot * Poisson(s / shot) - s + sqrt(read) * N(0, 1)``,
+    variance ``shot * s + read``; no shot noise where ``shot`` is 0."""
+    s = signal.clamp_min(0)
+    safe = torch.where(shot > 0, shot, torch.ones_like(shot))
+    counts = _poisson((s / safe).to(torch.float64), gen).to(s.dtype)
+    shot_part = torch.where(shot > 0, safe * counts - s, torch.zeros_like(s))
+    return shot_part + read.sqrt() * _normal(s.shape, gen, s)
+
+
+def jpeg(x: torch.Tensor, quality: list[int]) -> torch.Tensor:
+    """A JPEG round trip (8-bit, 4:2:0 for colour) of each image at its quality."""
+    out = []
+    for image, q in zip(x.clamp(0, 1), quality):
+        array = (image.detach().cpu().double().numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        pil = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+        buffer = io.BytesIO()
+        pil.save(buffer, format="JPEG", quality=int(q))
+        decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())), dtype=np.float64) / 255
+        decoded = decoded.reshape(array.shape).transpose(2, 0, 1)
+        out.append(torch.from_numpy(np.ascontiguousarray(decoded)))
+    return torch.stack(out).to(x.device, x.dtype)
+
+
+# ----------------------------------------------------------------------------- model
+
+def _draw(value: Param, n: int, gen: torch.Generator, like: torch.Tensor, *, log: bool = False) -> torch.Tensor:
+    """(N,) values: fixed, or drawn uniformly (log-uniformly when ``log`` and lo > 0)."""
+    u = _uniform((n,), gen, like).double()
+    if not isinstance(value, tuple):
+        return torch.full((n,), float(value), dtype=torch.float64)
+    lo, hi = value
+    if log and lo > 0:
+        return torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u)
+    return lo + (hi - lo) * u
+
+
+_NUMBER = r"\d*\.?\d+(?:e[-+]?\d+)?"
+
+
+class Camera(Noise):
+    """Camera-like noise by unprocessing (see the module text for the stages).
+
+    ``shot``: shot-noise level (variance per unit of linear signal), a value or a range
+    drawn log-uniformly (uniformly if it starts at 0); default :data:`SHOT_RANGE`.
+    ``read``: read-noise variance (linear scale), a value or a range drawn uniformly;
+    None (default) derives it from the shot level with jitter. ``quality``: JPEG quality
+    (1-100), a value or a range drawn uniformly and rounded per image; None: no JPEG.
+    """
+
+    kind = "camera"
+
+    def __init__(self, shot: Param = SHOT_RANGE, read: Param | None = None, quality: Param | None = None, *,
+                 clip: bool = False):
+        super().__init__(clip=clip)
+        self.shot = _check_param("Camera", "shot level", shot, 0.0)
+        self.read = None if read is None else _check_param("Camera", "read variance", read, 0.0)
+        self.quality = None if quality is None else _check_param("Camera", "JPEG quality", quality, 1.0, 100.0)
+
+    def _apply(self, x, gen):
+        n, c = x.shape[:2]  # c is 1 or 3 (checked by sample)
+        shot = _draw(self.shot, n, gen, x, log=True)
+        if self.read is None:
+            jitter = _normal((n,), gen, x).double() * READ_JITTER
+            read = torch.where(shot > 0, torch.exp(READ_SLOPE * shot.clamp_min(1e-300).log() + READ_OFFSET + jitter),
+                               torch.zeros_like(shot))
+        else:
+            read = _draw(self.read, n, gen, x)
+        shot, read = (v.to(x.dtype).to(x.device).view(n, 1, 1, 1) for v in (shot, read))
+        linear = srgb_to_linear(x.clamp(0, 1))
+        if c == 1:
+            noisy = linear_to_srgb(linear + raw_noise(linear, shot, read, gen))
+        else:
+            weights = _uniform((n, len(CCMS)), gen, x).double() + 1e-6
+            ccm = torch.einsum("nk,kij->nij", weights / weights.sum(1, keepdim=True), CCMS)
+            red = _draw(RED_GAINS, n, gen, x)
+            blue = _draw(BLUE_GAINS, n, gen, x)
+            raw = apply_gains(apply_ccm(linear, torch.linalg.inv(ccm)), 1 / red, 1 / blue)
+            raw = raw + demosaic(raw_noise(mosaic(raw), shot, read, gen))
+            noisy = linear_to_srgb(apply_ccm(apply_gains(raw, red, blue), ccm))
+        if self.quality is not None:
+            quality = _draw(self.quality, n, gen, x).round().int().tolist()
+            noisy = jpeg(noisy, quality)
+        return noisy, None
+
+    @classmethod
+    def from_spec(cls, rest: str, spec: str, usage: str = "") -> "Camera":
+        """The model of a spec after ``camera:``: colon-separated tokens, each ``clip``,
+        ``jpeg`` (quality :data:`JPEG_RANGE`) or comma-separated ``KEY=VALUE`` with keys
+        ``shot``, ``read``, ``q``, a value being a number or a range ``LO-HI``."""
+        kwargs: dict = {}
+        hint = f"; use one of: {usage}" if usage else ""
+        for token in filter(None, (t.strip() for t in rest.split(":"))):
+            if token in ("clip", "jpeg"):
+                kwargs["clip" if token == "clip" else "quality"] = True if token == "clip" else JPEG_RANGE
+                continue
+            for item in token.split(","):
+                key, eq, value = (s.strip() for s in item.partition("="))
+                name = {"shot": "shot", "read": "read", "q": "quality"}.get(key)
+                if not eq or name is None:
+                    raise InputError(f"bad camera option {item.strip()!r} in noise spec {spec!r} "
+                                     f"(use shot=, read=, q=, jpeg, clip){hint}")
+                kwargs[name] = _parse_camera_value(value, spec)
+        return cls(**kwargs)
+
+    def _spec_params(self):
+        items = [] if self.shot == SHOT_RANGE else [f"shot={_format_param(self.shot)}"]
+        items += [] if self.read is None else [f"read={_format_param(self.read)}"]
+        items += [] if self.quality is None else [f"q={_format_param(self.quality)}"]
+        return ",".join(items)
+
+    @property
+    def spec(self) -> str:
+        params = self._spec_params()
+        return "camera" + (f":{params}" if params else "") + (":clip" if self.clip else "")
+
+    def _repr_params(self):
+        return (f"shot={_repr_param(self.shot)}, read={None if self.read is None else _repr_param(self.read)}, "
+                f"quality={None if self.quality is None else _repr_param(self.quality)}")
+
+
+def _parse_camera_value(text: str, spec: str) -> Param:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    match = re.fullmatch(f"({_NUMBER})-({_NUMBER})", text)
+    if match is None:
+        raise InputError(f"bad number {text!r} in noise spec {spec!r}")
+    return float(match.group(1)), float(match.group(2))

@@ -1,0 +1,187 @@
+"""Camera noise (denoise.noise.camera): each stage, the noise statistics, specs, seeding.
+
+Statistical checks allow about 5 standard errors (fixed seeds keep them deterministic).
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from denoise import noise as nz
+from denoise.errors import InputError
+from denoise.noise import Camera, PoissonGaussian, parse_noise
+from denoise.noise import camera as cam
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _rand(*shape, seed=1, dtype=torch.float64):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- stages
+
+def test_tone_curve_inverse():
+    t = torch.linspace(-0.2, 1.5, 10001, dtype=torch.float64)
+    assert torch.allclose(cam.srgb_to_linear(cam.linear_to_srgb(t)), t, atol=1e-5, rtol=0)
+    x = torch.linspace(0, 1, 10001, dtype=torch.float64)
+    assert torch.allclose(cam.linear_to_srgb(cam.srgb_to_linear(x)), x, atol=1e-5, rtol=0)
+    assert cam.srgb_to_linear(torch.tensor(0.5)).item() == pytest.approx(0.2140, abs=1e-4)  # the sRGB curve
+
+
+def test_ccm_and_gain_inverses():
+    x = _rand(4, 3, 16, 16)
+    weights = _rand(4, len(cam.CCMS), seed=2)
+    ccm = torch.einsum("nk,kij->nij", weights / weights.sum(1, keepdim=True), cam.CCMS)
+    assert torch.allclose(ccm.sum(2), torch.ones(4, 3, dtype=torch.float64))  # grey stays grey
+    back = cam.apply_ccm(cam.apply_ccm(x, torch.linalg.inv(ccm)), ccm)
+    assert (back - x).abs().max() < 1e-5
+    red, blue = torch.tensor([1.9, 2.0, 2.2, 2.4]), torch.tensor([1.5, 1.6, 1.8, 1.9])
+    back = cam.apply_gains(cam.apply_gains(x, 1 / red, 1 / blue), red, blue)
+    assert (back - x).abs().max() < 1e-5
+    assert torch.equal(cam.apply_gains(x, red, blue)[:, 1], x[:, 1])  # green gain 1
+
+
+@pytest.mark.parametrize("h, w", [(16, 16), (7, 9)])
+def test_mosaic_and_demosaic(h, w):
+    colour = _rand(3, 3, 1, 1)
+    flat = colour.expand(3, 3, h, w)
+    raw = cam.mosaic(flat)
+    assert raw.shape == (3, 1, h, w)
+    assert raw[0, 0, 0, 0] == colour[0, 0, 0, 0] and raw[0, 0, 1, 1] == colour[0, 2, 0, 0]  # RGGB
+    assert raw[0, 0, 0, 1] == colour[0, 1, 0, 0] and raw[0, 0, 1, 0] == colour[0, 1, 0, 0]
+    assert (cam.demosaic(raw) - flat).abs().max() < 1e-12  # a constant stays constant, borders too
+    noise = _rand(2, 1, h, w)
+    assert torch.allclose(cam.mosaic(cam.demosaic(noise)), noise)  # known samples are kept
+    ramp = torch.arange(w, dtype=torch.float64).view(1, 1, 1, w).expand(1, 3, h, w)
+    inner = (cam.demosaic(cam.mosaic(ramp)) - ramp)[..., 1:-1, 1:-1]
+    assert inner.abs().max() < 1e-12  # bilinear: exact for a linear ramp away from the borders
+
+
+def test_raw_noise_variance_is_linear_in_the_signal(generator):
+    shot, read = 0.01, 4e-4
+    levels = torch.linspace(0.05, 0.95, 10, dtype=torch.float64)
+    signal = levels.view(10, 1, 1, 1).expand(10, 1, 200, 500).contiguous()
+    noise = cam.raw_noise(signal, torch.tensor(shot).view(1, 1, 1, 1), torch.tensor(read).view(1, 1, 1, 1),
+                          generator)
+    mean, var = noise.flatten(1).mean(1), noise.flatten(1).var(1)
+    m = signal[0].numel()
+    assert (mean.abs() < 5 * torch.sqrt((shot * levels + read) / m)).all()  # zero-mean
+    slope, intercept = _fit(levels, var)
+    assert slope == pytest.approx(shot, rel=0.03)
+    assert intercept == pytest.approx(read, abs=1.5e-4)
+
+
+def _fit(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    design = torch.stack([x, torch.ones_like(x)], 1)
+    solution = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.flatten()
+    return solution[0].item(), solution[1].item()
+
+
+def test_grey_pipeline_variance_in_linear_space_fits_shot_and_read(generator):
+    shot, read = 0.004, 2e-4
+    x = torch.linspace(0.2, 1.0, 512).view(1, 1, 1, 512).expand(8, 1, 512, 512).contiguous().double()
+    noisy = Camera(shot, read)(x, generator)
+    linear = cam.srgb_to_linear(x)
+    residual = cam.srgb_to_linear(noisy) - linear  # exact: the curve is inverted outside [0, 1] too
+    bins = torch.linspace(0, 512, 9).long()
+    signal = torch.stack([linear[..., a:b].mean() for a, b in zip(bins[:-1], bins[1:])])
+    var = torch.stack([residual[..., a:b].var() for a, b in zip(bins[:-1], bins[1:])])
+    slope, intercept = _fit(signal, var)
+    assert slope == pytest.approx(shot, rel=0.05)
+    assert intercept == pytest.approx(read, abs=5e-5)
+
+
+def _neighbour_correlation(r: torch.Tensor) -> float:
+    a, b = r[..., :, :-1].flatten(), r[..., :, 1:].flatten()
+    return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+
+
+def test_demosaicing_correlates_the_noise(generator):
+    x = torch.full((2, 3, 128, 128), 0.5, dtype=torch.float64)
+    residual = Camera(0.01, 1e-4)(x, generator) - x
+    for c in range(3):
+        assert _neighbour_correlation(residual[:, c]) > 0.1
+    plain = PoissonGaussian(100, 0.01)(x, generator) - x
+    assert abs(_neighbour_correlation(plain)) < 0.02
+
+
+def test_noise_off_gives_the_input_back(generator):
+    x = _rand(3, 3, 32, 40, dtype=torch.float32)
+    assert (Camera(0, 0)(x, generator) - x).abs().max() < 1e-4
+    assert (Camera(0)(x, generator) - x).abs().max() < 1e-4  # read noise follows shot = 0
+    grey = _rand(2, 1, 16, 16, dtype=torch.float32)
+    assert (Camera(0, 0)(grey, generator) - grey).abs().max() < 1e-4
+
+
+def test_jpeg_stage(generator):
+    x = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(2, 3, 64, 64).contiguous()
+    out = Camera(0, 0, 90)(x, generator)
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.allclose(out * 255, (out * 255).round(), atol=1e-4)  # on the 8-bit grid
+    assert (out - x).pow(2).mean() < 1e-4 and not torch.equal(out, x)
+    grey = Camera(0.001, quality=(50, 60))(x[:, :1], generator)
+    assert grey.shape == (2, 1, 64, 64)
+
+
+def test_default_levels_are_drawn_log_uniformly(generator):
+    like = torch.zeros(1)
+    shots = cam._draw(cam.SHOT_RANGE, 20000, generator, like, log=True)
+    lo, hi = (math.log(v) for v in cam.SHOT_RANGE)
+    assert shots.min() >= cam.SHOT_RANGE[0] and shots.max() <= cam.SHOT_RANGE[1]
+    assert shots.log().mean().item() == pytest.approx((lo + hi) / 2, abs=5 * (hi - lo) / math.sqrt(12 * 20000))
+    x = torch.full((64, 3, 16, 16), 0.5)
+    stds = (Camera()(x, generator) - x).flatten(1).std(1)
+    assert stds.max() > 4 * stds.min()  # levels differ per image
+
+
+# ----------------------------------------------------------------------------- specs, seeding, errors
+
+@pytest.mark.parametrize("spec, expected", [
+    ("camera", Camera()),
+    ("camera:jpeg", Camera(quality=(70, 95))),
+    ("camera:q=90", Camera(quality=90)),
+    ("camera:shot=0.001-0.01,read=1e-05,q=60-90:clip", Camera((0.001, 0.01), 1e-5, (60, 90), clip=True)),
+    ("camera:shot=1e-05-0.001", Camera((1e-5, 1e-3))),
+    ("camera:shot=0.002:jpeg", Camera(0.002, quality=(70, 95))),
+])
+def test_camera_specs_round_trip(spec, expected):
+    model = parse_noise(spec)
+    assert model == expected
+    assert parse_noise(model.spec) == model
+    assert eval(repr(model), vars(nz)) == model
+
+
+def test_seeded_determinism():
+    x = _rand(2, 3, 32, 32, dtype=torch.float32)
+    for model in (Camera(), Camera(quality=(70, 95)), Camera(0.01, 1e-4)):
+        first = model(x, torch.Generator().manual_seed(3))
+        assert torch.equal(first, model(x, 3))
+        assert not torch.equal(first, model(x, 4))
+        assert first.dtype == x.dtype and first.shape == x.shape
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("camera:shot=-0.1", "shot level must be >= 0"),
+    ("camera:read=-1e-4", "read variance must be >= 0"),
+    ("camera:q=0", "JPEG quality must be >= 1 and <= 100"),
+    ("camera:q=101", "JPEG quality must be >= 1 and <= 100"),
+    ("camera:iso=100", "bad camera option"),
+    ("camera:shot=abc", "bad number"),
+    ("camera:shot=0.01-0.001", "lo <= hi"),
+])
+def test_bad_camera_specs(spec, match):
+    with pytest.raises(InputError, match=match) as info:
+        parse_noise(spec)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_camera_parameters_and_images():
+    for build in (lambda: Camera(-1), lambda: Camera(0.01, -1), lambda: Camera(quality=0),
+                  lambda: Camera(quality=(50, 101))):
+        with pytest.raises(InputError):
+            build()
+    with pytest.raises(InputError, match="1 .*or 3"):
+        Camera()(torch.rand(1, 4, 8, 8), 0)
