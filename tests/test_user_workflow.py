@@ -273,3 +273,23 @@ def test_bench_lists_only_folders_of_images(tmp_path, monkeypatch):
     write_image(tmp_path / "Classes" / "cat" / "a.png", _scene(1, 16))
     monkeypatch.setenv("DENOISE_DATA", str(tmp_path))
     assert available_sets() == ["Mine"]
+
+
+@pytest.mark.parametrize("command", [["bench", "--data", "Set12", "--model", "dct"], ["demo", "--models", "dct"]])
+def test_every_command_that_runs_a_model_takes_a_device(tmp_path, capsys, command):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    extra = ["--out", tmp_path / "d"] if command[0] == "demo" else []
+    code, _, err = run(capsys, *command, *extra, "--device", "cuda")
+    assert code == 2 and "not available" in err and err.count("\n") == 1
+
+
+def test_demo_sheets_are_readable_and_keep_the_clean_photo(tmp_path, capsys):
+    from PIL import Image
+
+    code, _, err = run(capsys, "demo", "--out", tmp_path, "--models", "dct,wavelet,tv,nlm", "--images", "camera",
+                       "--size", "64", "-q")
+    assert code == 0, err
+    sheet = Image.open(tmp_path / "camera.png")
+    assert sheet.width >= 4 * 320  # four panels per row, each at least 320 px wide
+    assert (tmp_path / "clean" / "camera.png").is_file() and (tmp_path / "noisy" / "camera.png").is_file()

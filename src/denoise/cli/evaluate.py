@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def _add_demo(sub) -> None:
                    help=f"scikit-image photos (default {','.join(DEMO_IMAGES)})")
     p.add_argument("--size", type=positive_int, default=256, metavar="N",
                    help="scale photos down so the longer side is at most N pixels (default 256)")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                   help="where the models run (default auto: CUDA, else MPS, else the CPU)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 
@@ -44,9 +47,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..evaluation.demo import run_demo
 
     start = time.perf_counter()
+    from ..inference import resolve_device
+
+    device = resolve_device(args.device)
     result = run_demo(args.out, models=args.models, sigma=args.sigma, seed=args.seed,
-                      images=args.images, size=args.size, progress=not args.quiet)
-    print(f"Gaussian noise sigma={args.sigma:g} (0-255 scale), seed {args.seed}; "
+                      images=args.images, size=args.size, progress=not args.quiet, device=str(device))
+    print(f"Gaussian noise sigma={args.sigma:g} (0-255 scale), seed {args.seed}, device {device}; "
           f"PSNR in dB (higher is better)\n")
     print(result.table())
     print(f"\nwrote {len(result.files)} files to {args.out} (comparison sheets: "
@@ -78,6 +84,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--gray", action="store_true", help="convert color images to gray first")
     p.add_argument("--json", metavar="FILE", help="also write all results, per image, as JSON")
     p.add_argument("--md", metavar="FILE", help="also write the tables as markdown")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                   help="where the models run (default auto: CUDA, else MPS, else the CPU)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
 
@@ -90,8 +98,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for path in (args.json, args.md):
         if path and not Path(path).parent.is_dir():
             raise OutputError(f"the folder of {path} does not exist; create it first")
+    from ..inference import resolve_device
+
+    device = resolve_device(args.device)
+    if not args.quiet:
+        print(f"device {device}", file=sys.stderr)
     report = bench(args.data, args.sigma, args.model, seed=args.seed, gray=args.gray,
-                   max_images=args.max_images, progress=not args.quiet)
+                   max_images=args.max_images, progress=not args.quiet, device=str(device))
     text = report.to_markdown()
     print(text)
     if args.json:

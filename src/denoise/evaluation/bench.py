@@ -145,13 +145,14 @@ WARM_UP_SIZE = 48
 first-call allocations and the like are then not counted)."""
 
 
-def run_model(name: "str | torch.nn.Module", noisy: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, float]:
+def run_model(name: "str | torch.nn.Module", noisy: torch.Tensor, sigma: torch.Tensor, *,
+              device: str = "cpu") -> tuple[torch.Tensor, float]:
     """Denoise ``noisy`` with model ``name`` and the true ``sigma`` (0-1 scale, per image),
     through :func:`denoise.inference.restore`: the clipped output and the seconds of the
     forward pass (after an untimed warm-up on a crop). Whole images, never tiled."""
-    restore(noisy[..., :WARM_UP_SIZE, :WARM_UP_SIZE], name, sigma, tile=None, device="cpu",
+    restore(noisy[..., :WARM_UP_SIZE, :WARM_UP_SIZE], name, sigma, tile=None, device=device,
             warn_ignored_sigma=False)
-    result = restore(noisy, name, sigma, tile=None, device="cpu", warn_ignored_sigma=False)
+    result = restore(noisy, name, sigma, tile=None, device=device, warn_ignored_sigma=False)
     return result.output, result.seconds
 
 
@@ -262,7 +263,7 @@ def _fmt(result: SetResult | None, metric: str, fmt: str) -> str:
 
 def bench(sets: Sequence[str], sigmas: Sequence[float], models: Sequence[str], *,
           seed: int = 0, gray: bool = False, max_images: int | None = None,
-          progress: bool = True) -> BenchReport:
+          progress: bool = True, device: str = "cpu") -> BenchReport:
     """Run every model on every set at every sigma (0-255 scale); see the module docstring.
 
     Models are registry names, or "default" for the package's default denoiser.
@@ -282,12 +283,12 @@ def bench(sets: Sequence[str], sigmas: Sequence[float], models: Sequence[str], *
     with tqdm(total=total, desc="bench", unit="img", disable=None if progress else True) as bar:
         for label, images in loaded:
             for sigma in sigmas:
-                results += _bench_set(label, images, sigma, models, seed, bar)
+                results += _bench_set(label, images, sigma, models, seed, bar, device)
     return BenchReport(results, seed)
 
 
 def _bench_set(label: str, images: list[tuple[str, torch.Tensor]], sigma: float,
-               models: Sequence[str], seed: int, bar) -> list[SetResult]:
+               models: Sequence[str], seed: int, bar, device: str = "cpu") -> list[SetResult]:
     """The noisy baseline and every model on one set at one sigma.
 
     A model that does not take the set's channel count is left out (a "–" in the tables).
@@ -302,7 +303,7 @@ def _bench_set(label: str, images: list[tuple[str, torch.Tensor]], sigma: float,
             continue
         result = SetResult(label, sigma, model_name)
         for (name, clean), (y, level) in zip(images, noisy):
-            out, seconds = run_model(model_name, y, level)
+            out, seconds = run_model(model_name, y, level, device=device)
             result.images.append(score_image(name, out, clean, seconds))
             bar.update()
         results.append(result)

@@ -115,7 +115,7 @@ def available_demo_models() -> list[str]:
 
 def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: float = 25.0,
              seed: int = 0, images: Sequence[str] = DEMO_IMAGES, size: int | None = 256,
-             progress: bool = True) -> DemoResult:
+             progress: bool = True, device: str = "cpu") -> DemoResult:
     """Run the demo and write its files into ``out`` (created if missing); see the module doc.
 
     ``models`` defaults to every available model; ``sigma`` is on the 0-255 scale; the
@@ -142,7 +142,7 @@ def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: flo
               disable=None if progress else True) as bar:
         for index, (name, clean) in enumerate(photos):
             noisy, level = add_noise(clean, sigma, seed, index)
-            outputs = _denoise_photo(name, clean, noisy, level, results, bar)
+            outputs = _denoise_photo(name, clean, noisy, level, results, bar, device)
             written.append(write_image(out / "noisy" / f"{name}.png", noisy, overwrite=True))
             written.append(write_image(out / "clean" / f"{name}.png", clean, overwrite=True))
             written.append(_sheet(out / f"{name}.png", name, clean, noisy, outputs, results, sigma))
@@ -153,7 +153,7 @@ def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: flo
 
 
 def _denoise_photo(name: str, clean: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor,
-                   results: dict[str, SetResult], bar) -> dict[str, torch.Tensor]:
+                   results: dict[str, SetResult], bar, device: str = "cpu") -> dict[str, torch.Tensor]:
     """Score the noisy photo and every model's output on it (adding to ``results``).
 
     Returns the outputs by model name; a model that does not take the photo's channel
@@ -166,7 +166,7 @@ def _denoise_photo(name: str, clean: torch.Tensor, noisy: torch.Tensor, sigma: t
             continue
         bar.set_postfix_str(f"{name} {model_name}")
         if supports_channels(model_name, clean.shape[1]):
-            y, seconds = run_model(model_name, noisy, sigma)
+            y, seconds = run_model(model_name, noisy, sigma, device=device)
             outputs[model_name] = y
             result.images.append(score_image(name, y, clean, seconds))
         bar.update()
