@@ -74,6 +74,9 @@ def _add_bench(sub) -> None:
                         "($DENOISE_DATA or ../shared/data), e.g. Set12,BSD68,CBSD68,Kodak24")
     p.add_argument("--sigma", type=comma_list(sigma_value), default=[15.0, 25.0, 50.0],
                    metavar="S[,S...]", help="noise levels on the 0-255 scale (default 15,25,50)")
+    p.add_argument("--noise", action="append", default=None, metavar="SPEC",
+                   help="a noise spec instead of Gaussian sigmas, e.g. gaussian:25+saltpepper:0.05 or "
+                        "camera:jpeg (repeat for several; the published figures are then not shown)")
     p.add_argument("--model", type=comma_list(), default=[DEFAULT], metavar="NAME[,NAME...]",
                    help="models to compare (default: 'default'); a name ending in '+x8' is "
                         "the model's mean over the 8 flips and rotations")
@@ -103,7 +106,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if not args.quiet:
         print(f"device {device}", file=sys.stderr)
-    report = bench(args.data, args.sigma, args.model, seed=args.seed, gray=args.gray,
+    report = bench(args.data, args.noise or args.sigma, args.model, seed=args.seed, gray=args.gray,
                    max_images=args.max_images, progress=not args.quiet, device=str(device))
     text = report.to_markdown()
     print(text)

@@ -117,18 +117,26 @@ def _mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def add_noise(clean: torch.Tensor, sigma: float, seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+def level_label(level: "float | str") -> str:
+    """How a noise level is shown: a Gaussian sigma (0-255 scale) as a number, else its spec."""
+    return level if isinstance(level, str) else f"{level:g}"
+
+
+def add_noise(clean: torch.Tensor, sigma: "float | str", seed: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The benchmark's noisy version of image number ``index`` (unclipped AWGN) and its
     noise level on the 0-1 scale, per image.
 
     ``sigma`` is the level of the noise spec ``gaussian:SIGMA`` (0-255 scale). The draw
     depends only on ``seed + index`` and the image's shape, so every model and every
-    sigma see the same normal sample.
+    sigma see the same normal sample. ``sigma`` may also be any noise spec
+    (:func:`denoise.noise.parse_noise`, e.g. ``gaussian:25+saltpepper:0.05``); the level
+    returned is then the spec's Gaussian sigma, or None.
     """
     from ..noise import parse_noise
 
     generator = torch.Generator().manual_seed(seed + index)
-    return parse_noise(f"gaussian:{sigma:g}").sample(clean, generator)
+    spec = sigma if isinstance(sigma, str) else f"gaussian:{sigma:g}"
+    return parse_noise(spec).sample(clean, generator)
 
 
 def score_image(name: str, output: torch.Tensor, clean: torch.Tensor, seconds: float) -> ImageScore:
@@ -188,7 +196,7 @@ class BenchReport:
     seed: int
 
     def to_dict(self) -> dict:
-        published = {f"{name} / {sigma:g}": _published(name, sigma) for name, sigma in self._rows()
+        published = {f"{name} / {level_label(sigma)}": _published(name, sigma) for name, sigma in self._rows()
                      if _published(name, sigma)}
         return {"protocol": PROTOCOL, "seed": self.seed,
                 "results": [r.to_dict() for r in self.results], "published_psnr": published}
@@ -230,7 +238,7 @@ class BenchReport:
             ours = [found.get((name, sigma, m)) for m in self._models()]
             ref = _published(name, sigma)
             n = len(noisy.images) if noisy else (len(ours[0].images) if ours and ours[0] else 0)
-            body.append([name, f"{sigma:g}", n, _fmt(noisy, "psnr", "{:.2f}"),
+            body.append([name, level_label(sigma), n, _fmt(noisy, "psnr", "{:.2f}"),
                          *(_fmt(r, "psnr", "{:.2f}") for r in ours),
                          *(f"{ref[m]:.2f}" if m in ref else "–" for m in methods)])
         return markdown_table(header, body)
@@ -238,7 +246,7 @@ class BenchReport:
     def _metric_table(self, metric: str, fmt: str) -> str:
         found = self._lookup()
         header = ["set", "σ", "noisy", *self._models()]
-        body = [[name, f"{sigma:g}", _fmt(found.get((name, sigma, NOISY)), metric, fmt),
+        body = [[name, level_label(sigma), _fmt(found.get((name, sigma, NOISY)), metric, fmt),
                  *(_fmt(found.get((name, sigma, m)), metric, fmt) for m in self._models())]
                 for name, sigma in self._rows()]
         return markdown_table(header, body)
@@ -254,6 +262,8 @@ class BenchReport:
 
 def _published(name: str, sigma: float) -> dict[str, float]:
     """The published figures for a set and sigma ({} when there are none)."""
+    if isinstance(sigma, str):
+        return {}  # not the published tables' noise
     return PUBLISHED.get((name, int(sigma)), {}) if float(sigma).is_integer() else {}
 
 
@@ -273,7 +283,11 @@ def bench(sets: Sequence[str], sigmas: Sequence[float], models: Sequence[str], *
     if not sets or not sigmas or not models:
         raise InputError("bench needs at least one set, one sigma and one model")
     for s in sigmas:
-        if not 0 < s <= 255:
+        if isinstance(s, str):
+            from ..noise import parse_noise
+
+            parse_noise(s)  # a one-line error for a bad spec, before any work
+        elif not 0 < s <= 255:
             raise InputError(f"sigma must be in (0, 255] on the 0-255 scale, got {s:g}")
     for name in models:
         check_model(name)
@@ -297,7 +311,7 @@ def _bench_set(label: str, images: list[tuple[str, torch.Tensor]], sigma: float,
     results = [SetResult(label, sigma, NOISY, [score_image(name, y, x, 0.0)
                                                for (name, x), (y, _) in zip(images, noisy)])]
     for model_name in models:
-        bar.set_postfix_str(f"{label} σ={sigma:g} {model_name}")
+        bar.set_postfix_str(f"{label} σ={level_label(sigma)} {model_name}")
         if not all(supports_channels(model_name, x.shape[1]) for _, x in images):
             bar.update(len(images))
             continue
