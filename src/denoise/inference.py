@@ -105,6 +105,18 @@ def check_model(name: str | ModelName) -> ModelName:
     return parsed
 
 
+def check_denoiser(name: str | ModelName) -> ModelName:
+    """:func:`check_model`, and a one-line error for a model that upscales (scale > 1): the
+    denoising front-ends (run, bench, demo) take denoisers; ``denoise upscale`` the others."""
+    parsed = check_model(name)
+    if parsed.base != DEFAULT and not looks_like_path(parsed.base):
+        scale = get_entry(parsed.base).scale
+        if scale != 1:
+            raise InputError(f"model {parsed.base!r} upscales by {scale}, it does not denoise; "
+                             f"use denoise upscale --scale {scale} -m {parsed.base}")
+    return parsed
+
+
 def supports_channels(name: str | ModelName, channels: int) -> bool:
     """Whether model ``name`` takes images with ``channels`` channels ("default" always does)."""
     parsed = parse_model_name(name)

@@ -47,8 +47,10 @@ def test_models_lists_the_registry_with_cards_and_tasks(client):
     catalog = client.get("/api/models").json()
     models = {m["name"]: m for m in catalog["models"]}
     assert models["dct"]["available"] and models["dct"]["uses_sigma"] and models["dct"]["task"] == "denoise"
-    assert [t["id"] for t in catalog["tasks"]] == ["denoise"]  # no super-resolution model ships
-    assert all(m["scale"] == 1 for m in catalog["models"])
+    # the upscale task appears because a super-resolution model runs here (bicubic)
+    assert [t["id"] for t in catalog["tasks"]] == ["denoise", "upscale"]
+    assert models["bicubic"]["task"] == "upscale" and models["bicubic"]["scale"] == 2
+    assert all(m["scale"] == 1 for m in catalog["models"] if m["task"] == "denoise")
     shipped = [m for m in catalog["models"] if m["available"] and m["kind"] == "learned"]
     assert shipped and all(m["card"] for m in shipped)  # the card summary of shipped weights
     assert catalog["limits"]["max_upload_bytes"] == 100 * 1024 * 1024
@@ -242,7 +244,8 @@ def test_the_upscale_task_appears_only_with_a_super_resolution_model():
     from denoise.web.catalog import Catalog
 
     catalog = Catalog()
-    models = dict(catalog.models())
+    models = {name: m for name, m in catalog.models().items() if m["task"] == "denoise"}
+    catalog._models = models
     assert "upscale" not in [t["id"] for t in catalog.public()["tasks"]]
     models["sr-x2"] = {**models["dct"], "name": "sr-x2", "scale": 2, "task": "upscale"}
     catalog._models = models
@@ -273,3 +276,16 @@ def test_a_tiled_self_ensemble_counts_the_tiles_of_all_eight_passes(client, monk
     job = run_job(client, record["id"], ensemble=True)
     assert job["state"] == "done" and job["done"] == job["total"] == seen[-1][1]
     assert [d for d, _ in seen] == list(range(1, len(seen) + 1)) and len(seen) == seen[0][1] > 8
+
+
+def test_an_upscale_job_writes_a_larger_image_with_its_alpha(client):
+    import io as _io
+
+    from PIL import Image
+
+    rgba = np.concatenate([smooth(24, 32), np.full((24, 32, 1), 0.5)], axis=-1)
+    record = upload(client, image_bytes(rgba), "small.png")
+    job = run_job(client, record["id"], model="bicubic", sigma=None)
+    assert job["state"] == "done", job
+    got = Image.open(_io.BytesIO(client.get(job["result"]["download"]).content))
+    assert got.size == (64, 48) and got.mode == "RGBA"

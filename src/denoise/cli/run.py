@@ -250,9 +250,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``denoise run``: plan and check everything, then denoise file by file."""
     from tqdm.auto import tqdm
 
-    from ..inference import check_model, resolve_device
+    from ..inference import check_denoiser, resolve_device
 
-    check_model(args.model)
+    check_denoiser(args.model)
     device = resolve_device(args.device)
     out = Path(args.out)
     jobs = plan_jobs(args.inputs, out, suffix=args.suffix, recursive=args.recursive, force=args.force,

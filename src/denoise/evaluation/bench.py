@@ -14,7 +14,7 @@ import torch
 from ..errors import InputError
 from ..inference import (
     DEFAULT,
-    check_model,
+    check_denoiser,
     default_model_name,
     restore,
     supports_channels,
@@ -290,7 +290,7 @@ def bench(sets: Sequence[str], sigmas: Sequence[float], models: Sequence[str], *
         elif not 0 < s <= 255:
             raise InputError(f"sigma must be in (0, 255] on the 0-255 scale, got {s:g}")
     for name in models:
-        check_model(name)
+        check_denoiser(name)
     loaded = [load_test_set(spec, gray=gray, max_images=max_images) for spec in sets]
     total = sum(len(images) for _, images in loaded) * len(sigmas) * len(models)
     results: list[SetResult] = []

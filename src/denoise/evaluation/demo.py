@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, OutputError
-from ..inference import check_model, supports_channels
+from ..inference import check_denoiser, supports_channels
 from ..utils import write_json, write_text
 from .bench import NOISY, ImageScore, SetResult, add_noise, run_model, score_image
 from .report import Panel, comparison_sheet, detail_crop, markdown_table
@@ -110,7 +110,7 @@ def available_demo_models() -> list[str]:
     """Every registered model that can run here (weights shipped, extras installed)."""
     from ..models.registry import list_models
 
-    return [entry.name for entry in list_models(available_only=True)]
+    return [entry.name for entry in list_models(available_only=True) if entry.scale == 1]
 
 
 def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: float = 25.0,
@@ -131,7 +131,7 @@ def run_demo(out: str | Path, *, models: Sequence[str] | None = None, sigma: flo
         raise InputError("the demo needs at least one image")
     models = list(dict.fromkeys(models or available_demo_models()))
     for name in models:
-        check_model(name)  # unknown or unavailable models fail before any work
+        check_denoiser(name)  # unknown, unavailable or upscaling models fail before any work
     photos = [(name, load_demo_image(name, size)) for name in dict.fromkeys(images)]
     out = _make_folder(Path(out))
     _make_folder(out / "noisy")

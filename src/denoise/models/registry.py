@@ -70,7 +70,8 @@ class ModelEntry:
         """Why the model cannot run here (empty when it can)."""
         reasons = [f"needs pip install 'denoise[{extra}]'" for extra in self.missing_extras()]
         if self.kind == "learned" and not self.pretrained:
-            reasons.append("architecture only: train it (denoise train)")
+            reasons.append("architecture only: train it (denoise train)" if self.scale == 1 else
+                           "architecture only: no weights yet (super-resolution training is to come)")
         elif self.kind == "learned" and not self.has_weights():
             reasons.append("no shipped weights")
         return reasons
@@ -78,6 +79,11 @@ class ModelEntry:
     def available(self) -> bool:
         """True when the model can run here: weights shipped (learned) and extras installed."""
         return not self.missing()
+
+    @property
+    def scale(self) -> int:
+        """Output pixels per input pixel along each side (1 for denoisers)."""
+        return int(self.defaults.get("scale", getattr(self.factory, "scale", 1)))
 
     @property
     def channels(self) -> int | None:

@@ -43,6 +43,8 @@ camera             Camera()           camera-like noise by unprocessing sRGB to 
 Append ``:clip`` to a spec to clip the result to [0, 1], e.g. ``gaussian:25:clip``; in a
 composed spec it applies to its part (``gaussian:25:clip+saltpepper:0.05``).
 """
+from .camera import Camera
+from .compose import Compose
 from .models import (
                      Bernoulli,
                      Gaussian,
@@ -55,8 +57,6 @@ from .models import (
                      SaltPepper,
                      make_generator,
 )
-from .camera import Camera
-from .compose import Compose
 from .spec import NOISE_KINDS, parse_noise, sigma_of
 from .text import Text
 

@@ -46,7 +46,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
-from .models import Noise, Param, _check_param, _format_param, _normal, _poisson, _repr_param, _uniform
+from .models import (
+    Noise,
+    Param,
+    _check_param,
+    _format_param,
+    _normal,
+    _poisson,
+    _repr_param,
+    _uniform,
+)
 
 #: Camera-to-sRGB colour correction matrices (rows sum to 1), typical of phone and DSLR
 #: sensors; a random convex combination of them is used per image.

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 
 from ..errors import InputError
+from .camera import Camera
+from .compose import Compose
 from .models import (
     Bernoulli,
     Gaussian,
@@ -14,8 +16,6 @@ from .models import (
     PoissonGaussian,
     SaltPepper,
 )
-from .camera import Camera
-from .compose import Compose
 from .text import Text
 
 NOISE_KINDS: dict[str, type[Noise]] = {cls.kind: cls for cls in

@@ -145,6 +145,7 @@ def run_job(job: Job, store: Store, catalog: Catalog, settings: Settings) -> Non
     preview, and measure it against the reference when there is one."""
     from ..inference import ENSEMBLE_SUFFIX, restore
     from ..io import write_image
+    from ..upscale import resized_info
 
     # a tiled self-ensemble tiles each of its 8 transformed images: count the tiles of all
     passes = 8 if job.model.endswith(ENSEMBLE_SUFFIX) else 1
@@ -171,7 +172,7 @@ def run_job(job: Job, store: Store, catalog: Catalog, settings: Settings) -> Non
     suffix = FORMATS[upload.format]
     job.result_path = store.file(job.id, suffix)
     job.preview_path = store.file(job.id, ".preview.png")
-    write_image(job.result_path, y, info, overwrite=True)
+    write_image(job.result_path, y, resized_info(info, y.shape[-1] // x.shape[-1]), overwrite=True)
     write_preview(y, job.preview_path)
     job.download_name = f"{stem(upload.name)}-{clean_name(job.model.replace('+', '-'))}{suffix}"
     used = result.sigma
