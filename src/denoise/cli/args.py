@@ -73,3 +73,21 @@ PROG = "denoise"
 def error(message: object) -> None:
     """Print ``denoise: error: MESSAGE`` as one line on stderr."""
     print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+
+
+def add_file_arguments(p, *, suffix_example: str) -> None:
+    """The file handling shared by ``run`` and ``upscale``: inputs, output folder, --force,
+    --suffix, --recursive, --mkdir, --device and --quiet."""
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files (.png .jpg .tif ...) or folders of images")
+    p.add_argument("-o", "--out", required=True, metavar="DIR",
+                   help="output folder; it must exist unless --mkdir is given")
+    p.add_argument("-f", "--force", action="store_true", help="replace existing output files")
+    p.add_argument("--suffix", default="", metavar="TEXT",
+                   help=f"added to each output file name before its extension, e.g. {suffix_example}")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="also read the sub-folders of folder inputs (mirrored under OUT)")
+    p.add_argument("--mkdir", action="store_true", help="create the output folder if missing")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                   help="where the model runs (default auto: CUDA, else MPS, else the CPU)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")

@@ -17,7 +17,16 @@ from ..errors import (
     OutputError,
 )
 from ..inference import DEFAULT, DEFAULT_TILE
-from .args import PROG, error, number, one_line, paragraphs, positive_int, sigma_arg
+from .args import (
+    PROG,
+    add_file_arguments,
+    error,
+    number,
+    one_line,
+    paragraphs,
+    positive_int,
+    sigma_arg,
+)
 
 _SIGMA_HELP = ("noise standard deviation on the 0-255 scale (e.g. 25), relative to the full range "
                "also for 16-bit images; or 'estimated' (default) to estimate it for each image")
@@ -36,10 +45,7 @@ def register(sub) -> None:
             "others written); 2 nothing done (bad option, missing input or output folder, "
             "unknown model, existing output without --force); 130 interrupted.",
             "Example: denoise run photos/ -o clean/ --mkdir --sigma 25 --model dct"))
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image files (.png .jpg .tif ...) or folders of images")
-    p.add_argument("-o", "--out", required=True, metavar="DIR",
-                   help="output folder; it must exist unless --mkdir is given")
+    add_file_arguments(p, suffix_example="_denoised")
     p.add_argument("-m", "--model", default=DEFAULT, metavar="NAME",
                    help="model name from 'denoise models' (default: 'default', the best shipped "
                         "model for the image's channels); add '+x8' to average the model over "
@@ -49,17 +55,9 @@ def register(sub) -> None:
     p.add_argument("--tile", type=positive_int, default=DEFAULT_TILE, metavar="N",
                    help="process images larger than N x N pixels in tiles of N x N (each with the "
                         f"model's margin around it) to bound memory (default {DEFAULT_TILE})")
-    p.add_argument("-f", "--force", action="store_true", help="replace existing output files")
-    p.add_argument("--suffix", default="", metavar="TEXT",
-                   help="added to each output file name before its extension, e.g. _denoised")
-    p.add_argument("-r", "--recursive", action="store_true",
-                   help="also read the sub-folders of folder inputs (mirrored under OUT)")
-    p.add_argument("--mkdir", action="store_true", help="create the output folder if missing")
     p.add_argument("--strength", type=strength_arg, default=None, metavar="F",
                    help="scale the noise level given to models that take one (FFDNet's noise map): "
                         "0.8 keeps more detail, 1.3 smooths more (default 1)")
-    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
-                   help="where the model runs (default auto: CUDA, else MPS, else the CPU)")
     p.add_argument("--shard", type=shard_arg, default=None, metavar="K/N|auto",
                    help="process only shard K of N (1 <= K <= N): a fixed share of the files, chosen "
                         "by a hash of their output path, so N jobs share a folder without "
@@ -69,7 +67,6 @@ def register(sub) -> None:
     p.add_argument("--strip-metadata", action="store_true",
                    help="leave the input's EXIF (camera, dates, GPS) and ICC colour profile out of "
                         "the outputs (by default they are kept, EXIF orientation reset to 1)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
     p.set_defaults(func=cmd_run)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import DenoiseError
 from ..inference import DEFAULT_TILE
-from .args import one_line, paragraphs, positive_int
+from .args import add_file_arguments, one_line, paragraphs, positive_int
 from .run import Job, _make_parent, _report_failures, plan_jobs, prepare_output_folder
 
 
@@ -38,23 +38,12 @@ def register(sub) -> None:
             "2 nothing done (bad option, missing input or output folder, unknown model or a "
             "model of another scale, existing output without --force); 130 interrupted.",
             "Example: denoise upscale photos/ -o big/ --mkdir --scale 2 --model bicubic"))
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
-    p.add_argument("-o", "--out", required=True, metavar="DIR",
-                   help="output folder; it must exist unless --mkdir is given")
+    add_file_arguments(p, suffix_example="_x2")
     p.add_argument("--scale", type=scale_arg, required=True, metavar="2|3|4", help="upscaling factor")
     p.add_argument("-m", "--model", default="bicubic", metavar="NAME",
                    help="super-resolution model of that scale (default bicubic, training-free)")
     p.add_argument("--tile", type=positive_int, default=DEFAULT_TILE, metavar="N",
                    help=f"process inputs larger than N x N pixels in tiles (default {DEFAULT_TILE})")
-    p.add_argument("-f", "--force", action="store_true", help="replace existing output files")
-    p.add_argument("--suffix", default="", metavar="TEXT",
-                   help="added to each output file name before its extension, e.g. _x2")
-    p.add_argument("-r", "--recursive", action="store_true",
-                   help="also read the sub-folders of folder inputs (mirrored under OUT)")
-    p.add_argument("--mkdir", action="store_true", help="create the output folder if missing")
-    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
-                   help="where the model runs (default auto)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
     p.set_defaults(func=cmd_upscale)
 
 
