@@ -94,7 +94,7 @@ def check_model(name: str | ModelName) -> ModelName:
     if parsed.base == DEFAULT:
         return parsed
     if looks_like_path(parsed.base):
-        _cached(ModelName(parsed.base), "cpu")  # a one-line error if it cannot be loaded
+        model_for(ModelName(parsed.base))  # a one-line error if it cannot be loaded
         return parsed
     entry = get_entry(parsed.base)  # ModelError listing the known names
     reasons = entry.missing()
@@ -123,7 +123,7 @@ def supports_channels(name: str | ModelName, channels: int) -> bool:
     if parsed.base == DEFAULT:
         return True
     if looks_like_path(parsed.base):
-        fixed = getattr(_cached(ModelName(parsed.base), "cpu"), "channels", None)
+        fixed = getattr(model_for(ModelName(parsed.base)), "channels", None)
     else:
         fixed = get_entry(parsed.base).channels
     return fixed is None or fixed == channels
@@ -160,6 +160,13 @@ def _cached(name: ModelName, device: str) -> nn.Module:
     else:
         net = create_model(name.base).to(device)
     return SelfEnsemble(net) if name.ensemble else net
+
+
+def model_for(name: str | ModelName, device: str | torch.device | None = "cpu") -> nn.Module:
+    """The shared, cached module of a parsed name (a registered name or a path; "default"
+    must be resolved first). Do not move or modify it."""
+    parsed = parse_model_name(name)
+    return _cached(parsed, str(resolve_device(device)))
 
 
 def load(name: str | ModelName, channels: int, device: str | torch.device | None = "cpu"

@@ -58,9 +58,9 @@ def check_upscaler(model: str | nn.Module, scale) -> tuple[int, str | nn.Module]
         return scale, model
     parsed = parse_model_name(DEFAULT_SR if model == DEFAULT else model)
     if looks_like_path(parsed.base):
-        from .inference import _cached
+        from .inference import model_for
 
-        has = contract(_cached(type(parsed)(parsed.base), "cpu")).scale
+        has = contract(model_for(type(parsed)(parsed.base))).scale
         if has != scale:
             raise _wrong_scale(f"model {parsed.base}", has, scale)
         return scale, str(parsed)
