@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import OutputError
 from ..evaluation.bench import PROTOCOL
 from ..inference import DEFAULT
-from .args import comma_list, positive_int, sigma_value
+from .args import comma_list, paragraphs, positive_int, sigma_value
 
 
 def register(sub) -> None:
@@ -63,27 +63,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub) -> None:
+    from ..evaluation.sr_report import SR_PROTOCOL
+
     p = sub.add_parser(
         "bench", help="mean PSNR/SSIM on test sets, beside the published figures",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Benchmark denoisers on folders of clean images with the protocol of the "
-                    "published tables.",
-        epilog="Protocol (the one of the published tables):\n" + PROTOCOL)
+        description=paragraphs("Benchmark denoisers (--task denoise, the default) on folders of clean "
+                               "images, or super-resolution models (--task sr) on the SR literature's "
+                               "test inputs, with the protocol of the published tables."),
+        epilog="Protocol (the one of the published tables):\n" + PROTOCOL
+               + "\nProtocol of --task sr (the SR papers'):\n" + SR_PROTOCOL)
+    p.add_argument("--task", choices=("denoise", "sr"), default="denoise",
+                   help="denoise (default) or sr: super-resolution on SR_LR (Set5, Set14)")
     p.add_argument("--data", type=comma_list(), required=True, metavar="SET[,SET...]",
                    help="test sets: folders, or names of folders under the data root "
-                        "($DENOISE_DATA or ../shared/data), e.g. Set12,BSD68,CBSD68,Kodak24")
-    p.add_argument("--sigma", type=comma_list(sigma_value), default=[15.0, 25.0, 50.0],
+                        "($DENOISE_DATA or ../shared/data), e.g. Set12,BSD68,CBSD68,Kodak24; with "
+                        "--task sr: Set5,Set14 (under SR_LR) or folders holding HR/xS and LR/xS")
+    p.add_argument("--scale", type=comma_list(), default=None, metavar="S[,S...]",
+                   help="--task sr only: upscaling factors, 2, 3 and/or 4 (default 2,3,4)")
+    p.add_argument("--sigma", type=comma_list(sigma_value), default=None,
                    metavar="S[,S...]", help="noise levels on the 0-255 scale (default 15,25,50)")
     p.add_argument("--noise", action="append", default=None, metavar="SPEC",
                    help="a noise spec instead of Gaussian sigmas, e.g. gaussian:25+saltpepper:0.05 or "
                         "camera:jpeg (repeat for several; the published figures are then not shown)")
     p.add_argument("--model", type=comma_list(), default=[DEFAULT], metavar="NAME[,NAME...]",
-                   help="models to compare (default: 'default'); a name ending in '+x8' is "
-                        "the model's mean over the 8 flips and rotations")
+                   help="models to compare (default: 'default'; with --task sr: bicubic); a name "
+                        "ending in '+x8' is the model's mean over the 8 flips and rotations")
     p.add_argument("--max-images", type=positive_int, default=None, metavar="N",
                    help="only the first N images of each set (the published figures are then "
                         "not shown)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default 0)")
     p.add_argument("--gray", action="store_true", help="convert color images to gray first")
     p.add_argument("--json", metavar="FILE", help="also write all results, per image, as JSON")
     p.add_argument("--md", metavar="FILE", help="also write the tables as markdown")
@@ -91,6 +100,26 @@ def _add_bench(sub) -> None:
                    help="where the models run (default auto: CUDA, else MPS, else the CPU)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+
+
+def _check_task_options(args: argparse.Namespace) -> None:
+    """One-line errors for options of the other task; fill in the defaults of this one."""
+    from ..errors import InputError
+    from ..upscale import check_scale
+
+    if args.task == "sr":
+        given = [o for o, v in (("--sigma", args.sigma), ("--noise", args.noise), ("--seed", args.seed),
+                                ("--gray", args.gray or None)) if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} "
+                             "to --task denoise, not --task sr")
+        args.scale = [check_scale(int(s) if s.lstrip("-").isdigit() else s)
+                      for s in args.scale or ["2", "3", "4"]]
+    else:
+        if args.scale is not None:
+            raise InputError("--scale only applies to --task sr (denoise bench --task sr --scale 2,3,4)")
+        args.sigma = args.sigma or [15.0, 25.0, 50.0]
+        args.seed = 0 if args.seed is None else args.seed
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -103,11 +132,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise OutputError(f"the folder of {path} does not exist; create it first")
     from ..inference import resolve_device
 
+    _check_task_options(args)
     device = resolve_device(args.device)
     if not args.quiet:
         print(f"device {device}", file=sys.stderr)
-    report = bench(args.data, args.noise or args.sigma, args.model, seed=args.seed, gray=args.gray,
-                   max_images=args.max_images, progress=not args.quiet, device=str(device))
+    if args.task == "sr":
+        from ..evaluation.sr_bench import sr_bench
+
+        report = sr_bench(args.data, args.scale, args.model, max_images=args.max_images,
+                          progress=not args.quiet, device=str(device))
+    else:
+        report = bench(args.data, args.noise or args.sigma, args.model, seed=args.seed, gray=args.gray,
+                       max_images=args.max_images, progress=not args.quiet, device=str(device))
     text = report.to_markdown()
     print(text)
     if args.json:
