@@ -143,8 +143,10 @@ def run_export(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     """Add the ``train`` and ``export-weights`` subcommands to a CLI's subparsers."""
     p = subparsers.add_parser(
-        "train", help="train a denoiser (noisy or clean targets)",
-        description="Train a denoiser with noisy (Noise2Noise) or clean targets. Options come from "
+        "train", help="train a denoiser (noisy or clean targets, or single noisy images)",
+        description="Train a denoiser with noisy (Noise2Noise) or clean targets, or from single noisy "
+                    "images (--target self [--self-mode pd]; --noise none for a folder of noisy photos). "
+                    "Options come from "
                     "--config FILE, overridden by flags; --resume continues the run in --out exactly. "
                     "Under torchrun --nproc_per_node=N the global batch is split across processes.")
     add_train_arguments(p)

@@ -5,16 +5,21 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .config import TrainConfig, default_val_noise
+from .config import NO_NOISE, TrainConfig, default_val_noise
 
 
 def folder_data(config: TrainConfig, images: list[torch.Tensor]):
-    """The data=folder source of ``config`` on already loaded clean ``images`` (sorted by
-    name, as :func:`denoise.training.data.load_folder` returns them): the last ``val_count`` are
-    held out. Several runs on one folder (a benchmark) load it once and share it."""
+    """The data=folder source of ``config`` on already loaded ``images`` (clean; noisy with
+    ``noise="none"``), sorted by name as :func:`denoise.training.data.load_folder` returns
+    them: the last ``val_count`` are held out. Several runs on one folder (a benchmark) load
+    it once and share it."""
     from . import data as D
 
     n = D.split_holdout(len(images), config.val_count, f"images in {config.train_dir}")
+    if config.noise in NO_NOISE:  # noisy photos, no clean version (target="self")
+        from .selfsup import NoisyFolderData
+
+        return NoisyFolderData(images[:n], crop=config.crop, val_images=images[n:], val_crop=config.val_crop)
     return D.CleanFolderData(images[:n], D.parse_noise(config.noise), target=config.target,
                              crop=config.crop, val_images=images[n:],
                              val_noise=D.parse_noise(default_val_noise(config)),

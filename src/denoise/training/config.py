@@ -13,6 +13,11 @@ from .losses import loss_for_noise
 
 # --------------------------------------------------------------------------- configuration
 
+#: Noise specs that mean "the folder's images are already noisy" (target="self" only).
+NO_NOISE = ("none", "real")
+#: The options of target="self" (set only with it).
+SELF_OPTIONS = ("self_mode", "self_gamma", "pd_stride", "pd_infer_stride")
+
 
 @dataclass
 class TrainConfig:
@@ -31,6 +36,10 @@ class TrainConfig:
     gray: bool | None = None
     noise: str = "gaussian:0-50"
     target: str = "noisy"
+    self_mode: str = "n2n"
+    self_gamma: float = 2.0
+    pd_stride: int = 2
+    pd_infer_stride: int = 1
     swap: bool = True
     val_count: int | None = None
     val_clean: str | None = None
@@ -96,7 +105,20 @@ class TrainConfig:
         """Raise InputError for an option out of range."""
         checks = [
             (self.data in ("folder", "pairs", "pkl"), "--data must be 'folder', 'pairs' or 'pkl'"),
-            (self.target in ("noisy", "clean"), "--target must be 'noisy' or 'clean'"),
+            (self.target in ("noisy", "clean", "self"), "--target must be 'noisy', 'clean' or 'self'"),
+            (self.self_mode in ("n2n", "pd"), "--self-mode must be 'n2n' or 'pd'"),
+            (self.target == "self" or all(getattr(self, k) == TrainConfig.__dataclass_fields__[k].default
+                                          for k in SELF_OPTIONS), "--self-mode, --self-gamma and --pd-*stride "
+             "need --target self"),
+            (self.target != "self" or self.data == "folder", "--target self learns from single noisy "
+             "images: use --data folder (clean images plus --noise, or noisy photos with --noise none)"),
+            (self.noise not in NO_NOISE or self.target == "self", f"--noise {self.noise} (the images are "
+             "already noisy) needs --target self: there is no clean or second noisy view to learn from"),
+            (self.self_gamma >= 0, "--self-gamma must be >= 0"),
+            (1 <= self.pd_infer_stride <= self.pd_stride, "--pd-stride and --pd-infer-stride must satisfy "
+             "1 <= pd_infer_stride <= pd_stride (asymmetric PD: the training stride is the larger)"),
+            (self.crop is None or self.self_mode != "pd" or self.crop >= 4 * self.pd_stride,
+             "--crop must be at least 4 * --pd-stride"),
             (self.schedule in SCHEDULES, f"--schedule must be one of {sorted(SCHEDULES)}"),
             (self.amp in ("none", "bf16"), "--amp must be 'none' or 'bf16'"),
             (self.steps > 0 and self.batch_size > 0, "--steps and --batch-size must be positive"),
@@ -114,11 +136,14 @@ class TrainConfig:
         needed = {"folder": "train_dir", "pairs": "train_dir", "pkl": "pkl"}[self.data]
         if getattr(self, needed) is None:
             raise InputError(f"--data {self.data} needs --{needed.replace('_', '-')}")
+        if self.target == "self" and self.loss_name() == "masked_l2":
+            raise InputError("bad training option: --target self cannot use masked_l2 (it needs the target's "
+                             "mask of known pixels); pass --loss l2, l1 or l0")
 
     def loss_name(self) -> str:
         if self.loss != "auto":
             return self.loss
-        if self.data != "folder" or self.target == "clean":
+        if self.data != "folder" or self.target == "clean" or self.noise in NO_NOISE:
             return "l2"
         from .data import noise_kind
 
@@ -142,8 +167,15 @@ OPTION_HELP = {
     "target_suffix": "name-stem suffix of target views, e.g. _b (naming rule for data=pairs)",
     "pkl": ".pkl file holding two uint8 tensors (N, 3, 32, 32) (data=pkl)",
     "gray": "train on gray (true) or RGB (false) images; default: gray if all images are gray",
-    "noise": "noise model spec (denoise.noise), e.g. gaussian:0-50 (a sigma range is blind, per image)",
-    "target": "noisy (Noise2Noise: an independent noise draw) or clean targets (data=folder)",
+    "noise": "noise model spec (denoise.noise), e.g. gaussian:0-50 (a sigma range is blind, per image); "
+             "none: the images are already noisy (target=self)",
+    "target": "noisy (Noise2Noise: an independent noise draw), clean targets, or self: single noisy "
+              "images, no pairs (data=folder; with noise none the folder holds noisy photos)",
+    "self_mode": "target=self: n2n (Neighbor2Neighbor, pixel-independent noise) or pd (blind-spot "
+                 "masking on pixel-shuffle-downsampled images, spatially correlated noise)",
+    "self_gamma": "target=self, n2n: weight of the regulariser, ramped linearly from 0 to it over the run",
+    "pd_stride": "target=self, pd: pixel-shuffle downsampling stride in training",
+    "pd_infer_stride": "target=self, pd: the (smaller or equal) stride at inference and validation",
     "swap": "swap input and target views at random (data=pairs, pkl)",
     "val_count": "number of images/pairs held out (the last ones, sorted) for validation "
                  "(default: a tenth, at least 1, at most 20)",
@@ -209,8 +241,8 @@ def default_val_noise(config: TrainConfig) -> str:
     sigma range (blind training) replaced by its midpoint."""
     from ..noise import Gaussian, parse_noise
 
-    if config.val_noise is not None:
-        return config.val_noise
+    if config.val_noise is not None or config.noise in NO_NOISE:
+        return config.val_noise or config.noise
     noise = parse_noise(config.noise)
     if isinstance(noise, Gaussian) and isinstance(noise.sigma, tuple):
         return Gaussian(sum(noise.sigma) / 2, clip=noise.clip).spec

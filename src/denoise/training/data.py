@@ -5,7 +5,8 @@ from the generator's state) and returns a :class:`Batch` of (input, target, mask
 
 * :class:`CleanFolderData`: a folder of clean images plus a noise model; input and target
   are two *independent* noise draws of the same patch at every step (Noise2Noise), or the
-  target is the clean patch (``target="clean"``).
+  target is the clean patch (``target="clean"``), or only the noisy input counts
+  (``target="self"``, :mod:`.selfsup`; its noisy-photo source is there too).
   Noise models come from :mod:`denoise.noise` (:func:`~denoise.noise.parse_noise` specs).
 * :class:`PairData`: real noisy pairs, two images of the same scene (two folders matched by
   file name, or one folder with a naming rule), or the two uint8 tensors of an EE-559
@@ -164,8 +165,8 @@ class CleanFolderData:
     def __init__(self, images: Sequence[torch.Tensor], noise: NoiseFn, *, target: str = "noisy",
                  crop: int | None = 64, val_images: Sequence[torch.Tensor] = (),
                  val_noise: NoiseFn | None = None, val_crop: int | None = None, val_seed: int = 12345):
-        if target not in ("noisy", "clean"):
-            raise InputError(f"target must be 'noisy' or 'clean', got {target!r}")
+        if target not in ("noisy", "clean", "self"):
+            raise InputError(f"target must be 'noisy', 'clean' or 'self', got {target!r}")
         if not images:
             raise InputError("no training images")
         self.images, self.noise, self.target, self.crop = list(images), noise, target, crop
@@ -176,8 +177,8 @@ class CleanFolderData:
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         (clean,) = random_patches(self.images, batch_size, self.crop, generator)
         inp, sigma = _noisy(self.noise, clean, generator)
-        if self.target == "clean":
-            return Batch(inp, clean, sigma=sigma)
+        if self.target in ("clean", "self"):  # self: the objective makes the target from inp
+            return Batch(inp, clean if self.target == "clean" else inp, sigma=sigma)
         with_mask = getattr(self.noise, "with_mask", None)
         if with_mask is not None:
             tgt, mask = with_mask(clean, generator=generator)

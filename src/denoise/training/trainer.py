@@ -1,4 +1,5 @@
-"""One Trainer for denoisers: noisy targets (Noise2Noise) or clean targets.
+"""One Trainer for denoisers: noisy targets (Noise2Noise), clean targets, or single noisy
+images (``target="self"``: the objectives of :mod:`.selfsup`).
 
 A run lives in a folder (``config.out``) holding:
 
@@ -58,6 +59,7 @@ from .runlog import (
     plot_curves,
     truncate_log,
 )
+from .selfsup import objective_for
 
 CHECKPOINT_FORMAT = 1
 VALIDATION = "VALIDATION.txt"
@@ -119,6 +121,8 @@ class Trainer:
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = get_loss(config.loss_name(), l0_floor=config.l0_floor)
+        #: the self-supervised objective (target="self"), else None
+        self.objective = objective_for(config, self.model, self.loss_fn)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           betas=(config.beta1, config.beta2))
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -133,7 +137,8 @@ class Trainer:
         #: the number of held-out validation images or pairs
         self.held_out = len(getattr(self.data, "val_images", getattr(self.data, "val_pairs", [])))
         #: validation PSNR is measured against noisy target views (pairs without --val-clean)
-        self.noisy_reference = hasattr(self.data, "val_pairs") and not getattr(self.data, "clean_reference", False)
+        #: (or, target="self" on noisy photos, against held-out noisy images: selfsup.VALIDATION_NOTE)
+        self.noisy_reference = not getattr(self.data, "clean_reference", not hasattr(self.data, "val_pairs"))
         self.net = self._wrap(self.model)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -244,8 +249,12 @@ class Trainer:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.amp == "bf16" \
             else contextlib.nullcontext()
         with autocast:
-            out = self.net(inp, sigma) if self._uses_sigma else self.net(inp)
-        loss = self.loss_fn(out.float(), tgt, mask=mask, progress=self.step / cfg.steps)
+            if self.objective is not None:  # target="self": the objective makes the targets from inp
+                loss = self.objective(self.net, self.model, inp, self.generator, self.step / cfg.steps)
+            else:
+                out = self.net(inp, sigma) if self._uses_sigma else self.net(inp)
+        if self.objective is None:
+            loss = self.loss_fn(out.float(), tgt, mask=mask, progress=self.step / cfg.steps)
         value = float(self.dist.mean(loss.detach()))
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at step {self.step + 1}; training stopped "
@@ -259,7 +268,11 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float | None:
-        """Mean PSNR (outputs clipped to [0, 1]) on the held-out data; None without any."""
+        """Mean PSNR (outputs clipped to [0, 1]) on the held-out data; None without any.
+        Noisy photos (target="self", noise="none"): the self-supervised figure instead."""
+        if self.objective is not None and self.noisy_reference:
+            return self.objective.validate(self.model, self.data.val_images, self.device)
+        model = self.objective.restorer(self.model) if self.objective is not None else self.model
         if self._val_cache is None:
             with_sigma = getattr(self.data, "validation_with_sigma", None)
             self._val_cache = with_sigma() if with_sigma else [(*v, None) for v in self.data.validation()]
@@ -275,9 +288,9 @@ class Trainer:
                 if sigma is None:
                     raise TrainingError(f"{self.config.model} needs the noise level of its input, "
                                         "which this data does not give (use data=folder with Gaussian noise)")
-                out = self.model(x, sigma.to(self.device)).float()
+                out = model(x, sigma.to(self.device)).float()
             else:
-                out = self.model(x).float().clamp(0, 1).cpu()
+                out = model(x).float().clamp(0, 1).cpu()
             scores.append(psnr(out, ref, data_range=1.0))
         self.model.train()
         return float(torch.cat(scores).mean())
@@ -297,7 +310,8 @@ class Trainer:
                              "or choose another --out folder")
         if self.dist.main:
             write_json(self.run_dir / CONFIG, cfg.to_dict(), sort_keys=True)
-            write_text(self.run_dir / VALIDATION, validation_note(self.noisy_reference) + "\n")
+            note = getattr(self.data, "validation_note", None) or validation_note(self.noisy_reference)
+            write_text(self.run_dir / VALIDATION, note + "\n")
         end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
         val_every = cfg.val_every or cfg.checkpoint_every
         history: list[dict] = []
