@@ -135,8 +135,12 @@ def run_export(args: argparse.Namespace) -> int:
 
     path = export_weights(args.run_dir, args.name, weights_dir=args.out, command=args.command,
                           note=args.note, overwrite=args.force)
+    import json
+
+    scale = json.loads(path.with_suffix(".json").read_text()).get("model_kwargs", {}).get("scale")
+    use = f"upscale IMAGE --scale {scale}" if scale else "run IMAGE"
     print(f"wrote {path} and {path.with_suffix('.json').name}; use it with: "
-          f"denoise run IMAGE -o OUT -m {args.name if args.out is None else path}")
+          f"denoise {use} -o OUT -m {args.name if args.out is None else path}")
     return 0
 
 

@@ -33,6 +33,13 @@ def build_data(config: TrainConfig):
     if config.data == "folder":
         _, images = D.load_folder(config.train_dir, gray=config.gray)
         return folder_data(config, images)
+    if config.data == "sr":
+        from .sr_data import SRData
+
+        _, images = D.load_folder(config.train_dir, gray=config.gray)
+        n = D.split_holdout(len(images), config.val_count, f"images in {config.train_dir}")
+        return SRData(images[:n], config.scale, patch=config.crop, val_images=images[n:],
+                      val_crop=config.val_crop)
     if config.data == "pairs":
         paths = D.pair_paths(config.train_dir, config.target_dir, input_suffix=config.input_suffix,
                              target_suffix=config.target_suffix)
@@ -61,7 +68,11 @@ def build_model(config: TrainConfig, channels: int) -> nn.Module:
     if fixed is not None and fixed != channels and "channels" not in config.model_kwargs:
         raise InputError(f"model {config.model!r} is for {fixed}-channel images but the data has "
                          f"{channels}; set gray={fixed == 1} or pick another model")
-    kwargs = {"channels": channels, **config.model_kwargs}
+    if bool(config.scale) != (entry.scale > 1):
+        raise InputError(f"model {config.model!r} is {'an upscaler' if entry.scale > 1 else 'a denoiser'}: "
+                         + ("train it with --data sr --scale S" if entry.scale > 1 else "--data sr needs an "
+                            "upscaler (espcn, rdn; see 'denoise models')"))
+    kwargs = {"channels": channels, **({"scale": config.scale} if config.scale else {}), **config.model_kwargs}
     try:
         model = create_model(config.model, pretrained=False, **kwargs)
     except TypeError as exc:

@@ -26,8 +26,10 @@ class TrainConfig:
     # model
     model: str = "n2n-unet"
     model_kwargs: dict = field(default_factory=dict)
-    # data: "folder" (clean images + noise), "pairs" (noisy pair images), "pkl" (EE-559 pairs)
+    # data: "folder" (clean images + noise), "pairs" (noisy pair images), "pkl" (EE-559 pairs),
+    # "sr" (clean images -> bicubic low-resolution inputs, for a ``scale``-times upscaler)
     data: str = "folder"
+    scale: int | None = None
     train_dir: str | None = None
     target_dir: str | None = None
     input_suffix: str = ""
@@ -104,7 +106,11 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise InputError for an option out of range."""
         checks = [
-            (self.data in ("folder", "pairs", "pkl"), "--data must be 'folder', 'pairs' or 'pkl'"),
+            (self.data in ("folder", "pairs", "pkl", "sr"), "--data must be 'folder', 'pairs', 'pkl' or 'sr'"),
+            ((self.data == "sr") == (self.scale is not None), "--scale (2, 3 or 4) goes with --data sr, and only with it"),
+            (self.scale in (None, 2, 3, 4), "--scale must be 2, 3 or 4"),
+            (self.data != "sr" or self.target != "self", "--data sr learns from clean images (its targets are "
+             "the originals): --target does not apply"),
             (self.target in ("noisy", "clean", "self"), "--target must be 'noisy', 'clean' or 'self'"),
             (self.self_mode in ("n2n", "pd"), "--self-mode must be 'n2n' or 'pd'"),
             (self.target == "self" or all(getattr(self, k) == TrainConfig.__dataclass_fields__[k].default
@@ -133,7 +139,7 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise InputError(f"bad training option: {msg}")
-        needed = {"folder": "train_dir", "pairs": "train_dir", "pkl": "pkl"}[self.data]
+        needed = {"folder": "train_dir", "pairs": "train_dir", "pkl": "pkl", "sr": "train_dir"}[self.data]
         if getattr(self, needed) is None:
             raise InputError(f"--data {self.data} needs --{needed.replace('_', '-')}")
         if self.target == "self" and self.loss_name() == "masked_l2":
@@ -143,6 +149,8 @@ class TrainConfig:
     def loss_name(self) -> str:
         if self.loss != "auto":
             return self.loss
+        if self.data == "sr":
+            return "l1"  # the SR literature's loss since EDSR/RDN
         if self.data != "folder" or self.target == "clean" or self.noise in NO_NOISE:
             return "l2"
         from .data import noise_kind
@@ -160,7 +168,9 @@ class TrainConfig:
 OPTION_HELP = {
     "model": "registered model name (n2n-unet, n2n-unet-gray, n2n-unet-color, unet-small, ...)",
     "model_kwargs": "extra keyword arguments of the model factory, e.g. {\"features\": 32}",
-    "data": "folder (clean images + noise), pairs (noisy pair images) or pkl (EE-559 pair file)",
+    "data": "folder (clean images + noise), pairs (noisy pair images), pkl (EE-559 pair file) or sr "
+            "(clean images, bicubic-downscaled inputs: super-resolution; crop is the low-resolution patch)",
+    "scale": "upscaling factor 2, 3 or 4 (data=sr only)",
     "train_dir": "folder of training images (data=folder), or of the input views (data=pairs)",
     "target_dir": "folder of the target views, matched by name (data=pairs; omit for a naming rule)",
     "input_suffix": "name-stem suffix of input views, e.g. _a (naming rule for data=pairs)",

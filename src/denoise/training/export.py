@@ -80,17 +80,23 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
     from ..models.registry import get_entry
     from ..models.user import build_fitting
 
-    channels = int(build_fitting(get_entry(cfg.model), cfg.model_kwargs, state, what=str(path)).channels)
+    from .config import NO_NOISE
+
+    # the card's model_kwargs rebuild the trained model: an upscaler's scale goes in them
+    model_kwargs = {**cfg.model_kwargs, **({"scale": cfg.scale} if cfg.scale else {})}
+    channels = int(build_fitting(get_entry(cfg.model), model_kwargs, state, what=str(path)).channels)
+    synthetic = cfg.data == "folder" and cfg.noise not in NO_NOISE
     card = {
         "name": name,
         "architecture": cfg.model,
-        "model_kwargs": cfg.model_kwargs,
+        "model_kwargs": model_kwargs,
         "channels": channels,
         "data": _describe_data(cfg),
         "status": "final" if step >= cfg.steps else f"interim: step {step} of {cfg.steps}",
-        "noise": cfg.noise if cfg.data == "folder" else "real noisy pairs",
-        "noise_model": repr(parse_noise(cfg.noise)) if cfg.data == "folder" else None,
-        "targets": cfg.target if cfg.data == "folder" else "noisy (second view)",
+        "noise": _describe_noise(cfg),
+        "noise_model": repr(parse_noise(cfg.noise)) if synthetic else None,
+        "targets": "clean (the originals)" if cfg.data == "sr" else cfg.target if cfg.data == "folder"
+        else "noisy (second view)",
         "loss": cfg.loss_name(),
         "training": {"steps": step, "planned_steps": cfg.steps, "batch_size": cfg.batch_size,
                      "crop": cfg.crop, "optimizer": f"Adam(betas=({cfg.beta1}, {cfg.beta2}))",
@@ -117,7 +123,13 @@ def _validation(cfg: TrainConfig, ckpt: dict) -> dict:
     held = ckpt.get("held_out", cfg.val_count)
     out = {"psnr_db": ckpt.get("last_val_psnr"), "at_step": ckpt.get("last_val_step"),
            "crop": cfg.val_crop, "outputs_clipped": True}
-    if cfg.data == "folder":
+    if cfg.data == "sr":
+        out.update(degradation=f"bicubic x{cfg.scale} (8-bit)", metric="RGB PSNR, no border shave",
+                   reference="the held-out originals", images=f"last {held} of the sorted training folder (held out)")
+    elif cfg.data == "folder" and cfg.noise in ("none", "real"):
+        out.update(reference="held-out noisy photos (self-supervised figure, see VALIDATION.txt)",
+                   images=f"last {held} of the sorted training folder (held out)")
+    elif cfg.data == "folder":
         out.update(noise=default_val_noise(cfg), reference="clean held-out images",
                    images=f"last {held} of the sorted training folder (held out)")
     else:
@@ -128,8 +140,17 @@ def _validation(cfg: TrainConfig, ckpt: dict) -> dict:
     return out
 
 
-def _describe_data(cfg: TrainConfig) -> str:
+def _describe_noise(cfg: TrainConfig) -> str:
+    if cfg.data == "sr":
+        return (f"none: inputs downscaled x{cfg.scale} by MATLAB-convention bicubic imresize on "
+                "8-bit images (denoise.degrade.bicubic_down, uint8=True)")
     if cfg.data == "folder":
+        return cfg.noise if cfg.noise not in ("none", "real") else "real (the images are noisy photos)"
+    return "real noisy pairs"
+
+
+def _describe_data(cfg: TrainConfig) -> str:
+    if cfg.data in ("folder", "sr"):
         held = "a tenth (at most 20)" if cfg.val_count is None else cfg.val_count
         return (f"{Path(cfg.train_dir).name} (clean images of {cfg.train_dir}, minus the last "
                 f"{held} held out for validation), {'gray' if cfg.gray else 'as stored'}")
