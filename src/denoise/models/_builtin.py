@@ -1,2 +1,2 @@
 """Imports every built-in model module so that its @register_model calls run."""
-from . import classical, dct, dct_learned, ffdnet, rednet, scratchnet, sr, unet  # noqa: F401
+from . import classical, dct, dct_learned, ffdnet, pipeline, rednet, scratchnet, sr, unet  # noqa: F401
