@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -19,7 +19,7 @@ from ..inference import (
     restore,
     supports_channels,
 )
-from .report import markdown_table
+from .report import ImageTotals, markdown_table
 
 NOISY = "noisy"
 """The pseudo-model name under which the noisy input itself is scored."""
@@ -77,7 +77,7 @@ class ImageScore:
 
 
 @dataclass
-class SetResult:
+class SetResult(ImageTotals):
     """One model on one test set at one noise level, with the per-image scores."""
 
     set: str
@@ -85,21 +85,6 @@ class SetResult:
     model: str
     images: list[ImageScore] = field(default_factory=list)
 
-    @property
-    def psnr(self) -> float:
-        return _mean(s.psnr for s in self.images)
-
-    @property
-    def ssim(self) -> float:
-        return _mean(s.ssim for s in self.images)
-
-    @property
-    def seconds(self) -> float:
-        return sum(s.seconds for s in self.images)
-
-    @property
-    def megapixels(self) -> float:
-        return sum(s.pixels for s in self.images) / 1e6
 
     @property
     def sec_per_mp(self) -> float:
@@ -110,11 +95,6 @@ class SetResult:
                 "n_images": len(self.images), "psnr": self.psnr, "ssim": self.ssim,
                 "seconds": self.seconds, "megapixels": self.megapixels,
                 "sec_per_mp": self.sec_per_mp, "per_image": [asdict(s) for s in self.images]}
-
-
-def _mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else float("nan")
 
 
 def level_label(level: "float | str") -> str:

@@ -16,6 +16,35 @@ import torch.nn.functional as F
 from ..utils import output_file
 
 
+def mean(values) -> float:
+    """The mean of some numbers (NaN for none)."""
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+class ImageTotals:
+    """Totals over ``self.images`` (scores with psnr, ssim, seconds and pixels), shared by
+    the denoising and the super-resolution benchmark results."""
+
+    images: list
+
+    @property
+    def psnr(self) -> float:
+        return mean(s.psnr for s in self.images)
+
+    @property
+    def ssim(self) -> float:
+        return mean(s.ssim for s in self.images)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.images)
+
+    @property
+    def megapixels(self) -> float:
+        return sum(s.pixels for s in self.images) / 1e6
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]],
                    align: str | None = None) -> str:
     """A GitHub-flavoured markdown table whose columns line up in a terminal.

@@ -3,9 +3,8 @@ protocol, the published figures printed beside ours, the result objects and thei
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
-from .report import markdown_table
+from .report import ImageTotals, markdown_table
 
 SR_PROTOCOL = """\
 - Test inputs: the SR literature's own (SR_LR/<set>/LR/xS, made from HR/xS with MATLAB's
@@ -64,7 +63,7 @@ class SRImageScore:
 
 
 @dataclass
-class SRResult:
+class SRResult(ImageTotals):
     """One model on one set at one scale; no images when it was not run (see the notes)."""
 
     set: str
@@ -73,24 +72,8 @@ class SRResult:
     images: list[SRImageScore] = field(default_factory=list)
 
     @property
-    def psnr(self) -> float:
-        return _mean(s.psnr for s in self.images)
-
-    @property
-    def ssim(self) -> float:
-        return _mean(s.ssim for s in self.images)
-
-    @property
-    def seconds(self) -> float:
-        return sum(s.seconds for s in self.images)
-
-    @property
     def cpu_seconds(self) -> float:
         return sum(s.cpu_seconds for s in self.images)
-
-    @property
-    def megapixels(self) -> float:
-        return sum(s.pixels for s in self.images) / 1e6
 
     def to_dict(self) -> dict:
         mp = self.megapixels
@@ -100,11 +83,6 @@ class SRResult:
                 "sec_per_mp": self.seconds / mp if mp else float("nan"),
                 "cpu_sec_per_mp": self.cpu_seconds / mp if mp else float("nan"),
                 "per_image": [asdict(s) for s in self.images]}
-
-
-def _mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else float("nan")
 
 
 def published(name: str, scale: int) -> dict[str, float]:
