@@ -70,8 +70,8 @@ class ModelEntry:
         """Why the model cannot run here (empty when it can)."""
         reasons = [f"needs pip install 'denoise[{extra}]'" for extra in self.missing_extras()]
         if self.kind == "learned" and not self.pretrained:
-            reasons.append("architecture only: train it (denoise train)" if self.scale == 1 else
-                           "architecture only: no weights yet (super-resolution training is to come)")
+            reasons.append("architecture only: train it (denoise train" + (")" if self.scale == 1 else
+                           " --data sr --scale S)"))
         elif self.kind == "learned" and not self.has_weights():
             reasons.append("no shipped weights")
         return reasons

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .base import Restorer
-from .registry import register_model
+from .registry import register_model, register_weights
 
 #: The upscaling factors the models support.
 SCALES = (2, 3, 4)
@@ -154,3 +154,14 @@ register_model("rdn", scale=2, description="compact Residual Dense Network super
                "architecture (pass scale=2|3|4; ~1.1 M parameters)")(CompactRDN)
 register_model("bicubic", kind="classical", scale=2, description="bicubic upscaling (MATLAB imresize; "
                "denoise upscale's training-free baseline, any scale 2|3|4)")(Bicubic)
+
+#: The compact RDN of the shipped rdn-x* weights (about 0.28 M parameters; configs/rdn-x*.json).
+SHIPPED_RDN = {"blocks": 6, "layers": 4, "features": 32, "growth": 16}
+for _s in SCALES:
+    register_weights(f"espcn-x{_s}", "espcn", scale=_s, channels=3, description=(
+        f"ESPCN x{_s}, RGB, trained here on CBSD432 with MATLAB-convention 8-bit bicubic inputs "
+        f"(configs/espcn-x{_s}.json)"))
+for _s in (2, 4):
+    register_weights(f"rdn-x{_s}", "rdn", scale=_s, channels=3, **SHIPPED_RDN, description=(
+        f"compact RDN x{_s} (6 blocks x 4 layers, 32 features), RGB, trained here on CBSD432 with "
+        f"MATLAB-convention 8-bit bicubic inputs (configs/rdn-x{_s}.json)"))
