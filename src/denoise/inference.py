@@ -31,7 +31,7 @@ from torch import nn
 from .errors import InputError, MissingDependencyError, ModelError
 from .models.base import contract
 from .models.ensemble import SelfEnsemble
-from .models.registry import create_model, get_entry
+from .models.registry import WEIGHTS_DIR, create_model, get_entry
 from .models.user import looks_like_path, model_from_path
 from .tiling import tiled
 from .utils import check_image, check_sigma
@@ -42,6 +42,8 @@ DEFAULT = "default"
 DEFAULT_LEARNED = {1: "n2n-unet-gray", 3: "n2n-unet-color"}
 #: The fallback when no learned weights ship: fast, training-free, any size.
 FALLBACK = "dct"
+#: The benchmark's ranking "default" follows when it exists (``denoise report --update-default``).
+RANKING_FILE = WEIGHTS_DIR / "ranking.json"
 #: The name suffix that asks for the self-ensemble over the eight flips and rotations.
 ENSEMBLE_SUFFIX = "+x8"
 #: Images with a longer side above this many pixels run in tiles unless told otherwise.
@@ -77,7 +79,23 @@ def parse_model_name(name: str | ModelName) -> ModelName:
 
 
 def default_model_name(channels: int) -> str:
-    """The model "default" stands for with images of ``channels`` channels."""
+    """The model "default" stands for with images of ``channels`` channels: the first model
+    of the ranking in :data:`RANKING_FILE` for that channel count that can run here (a
+    shipped model: weights present, extras installed) and takes such images; without one,
+    the shipped learned model of :data:`DEFAULT_LEARNED`, else :data:`FALLBACK`."""
+    import json
+
+    try:
+        ranked = json.loads(RANKING_FILE.read_text())["default"][str(channels)]
+    except (OSError, ValueError, KeyError, TypeError):  # no ranking file, or a malformed one
+        ranked = []
+    for candidate in ranked if isinstance(ranked, list) else []:
+        try:
+            entry = get_entry(candidate, user=False) if isinstance(candidate, str) else None
+        except ModelError:  # not registered in this build
+            continue
+        if entry is not None and entry.scale == 1 and entry.channels in (None, channels) and entry.available():
+            return candidate
     name = DEFAULT_LEARNED.get(channels)
     try:
         if name is not None and get_entry(name).has_weights():

@@ -21,11 +21,11 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import DenoiseError
-from . import ee559, evaluate, export, models, run, serve, train, upscale
+from . import blur, ee559, evaluate, export, models, report, run, serve, train, upscale
 from .args import PROG, error, one_line
 
 #: The modules adding subcommands, in the order of ``denoise --help``.
-COMMANDS = (run, upscale, evaluate, models, train, ee559, serve, export)
+COMMANDS = (run, upscale, blur, evaluate, report, models, train, ee559, serve, export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,235 @@
+"""The results report's files: ``RESULTS.md``, ``results.json`` and the quality-versus-speed
+figure (:func:`write_report`), and the ranking that ``default`` follows
+(:func:`write_ranking`); the measurements are :class:`denoise.evaluation.results.Report`."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..errors import OutputError
+from ..utils import output_file, write_json, write_text
+from .bench import NOISY, PROTOCOL, PUBLISHED
+from .report import markdown_table
+from .results import (
+    CEILING,
+    FIGURE,
+    RANK_SIGMA,
+    RECIPE_BATCH,
+    RECIPE_CROP,
+    REFERENCES,
+    RESULTS_JSON,
+    RESULTS_MD,
+    Report,
+    reference_label,
+)
+
+_KIND = {1: "gray", 3: "color"}
+
+
+def _psnr(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _seconds(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _published(name: str, sigma: float) -> dict[str, float]:
+    return PUBLISHED.get((name, int(sigma)), {}) if float(sigma).is_integer() else {}
+
+
+def published_mean(report: Report, method: str, channels: int) -> float:
+    """The published PSNR of ``method`` at the ranking sigma, averaged over the sets of
+    ``channels`` channels (nan when a set has no published figure)."""
+    values = [_published(name, report.rank_sigma).get(method) for name in report.group_sets(channels)]
+    return math.nan if not values or None in values else sum(values) / len(values)
+
+
+def quality_table(report: Report, channels: int, metric: str) -> str:
+    """PSNR (with the published figures beside) or SSIM per set and sigma, one column per model."""
+    models = report.models(channels)
+    rows = [(name, s) for name in report.group_sets(channels) for s in report.sigmas]
+    methods = list(dict.fromkeys(m for name, s in rows for m in _published(name, s))) if metric == "psnr" else []
+    fmt = _psnr if metric == "psnr" else (lambda v: "–" if math.isnan(v) else f"{v:.4f}")
+    header = ["set", "σ", "n", "noisy", *models, *(m + " †" for m in methods)]
+    body = []
+    for name, sigma in rows:
+        noisy = report.find(name, sigma, NOISY)
+        cells = [report.find(name, sigma, m) for m in models]
+        published = _published(name, sigma)
+        body.append([name, f"{sigma:g}", len(noisy.images) if noisy else 0,
+                     fmt(getattr(noisy, metric)) if noisy else "–",
+                     *(fmt(getattr(r, metric)) if r and r.images else "–" for r in cells),
+                     *(f"{published[m]:.2f}" if m in published else "–" for m in methods)])
+    return markdown_table(header, body)
+
+
+def ranking_table(report: Report, channels: int) -> str:
+    rows = report.ranking().get(channels, [])
+    body = [[k + 1, row["model"], _psnr(row["psnr"]), f"{row['ssim']:.4f}", _seconds(row["cpu_s_per_mp"]),
+             f"{row['vs_ffdnet']:.2f}", "yes" if row["eligible"] else f"no: {row['why_not']}"]
+            for k, row in enumerate(rows)]
+    return markdown_table(["rank", "model", f"PSNR σ={report.rank_sigma:g}", "SSIM", "CPU-s/MP",
+                           f"× {CEILING} arch.", "may be default"], body, align="rlrrrrl")
+
+
+def cost_table(report: Report) -> str:
+    """CPU seconds per megapixel of every model and reference, per channel count."""
+    groups = report.groups()
+    names = [*report.models(), *(reference_label(r) for r in REFERENCES)]
+    header = ["model"]
+    for c in groups:
+        header += [f"{_KIND.get(c, c)} CPU-s/MP", f"{_KIND.get(c, c)} wall-s/MP", f"× {CEILING} arch."]
+    body = []
+    for name in names:
+        row = [name + (" (random weights)" if name.endswith(" arch.") else "")]
+        for c in groups:
+            cost, ceiling = report.cost(name, c), report.cost(reference_label(CEILING), c)
+            row += [_seconds(cost), _seconds(report.cost(name, c, wall=True)),
+                    "–" if math.isnan(cost) else f"{cost / ceiling:.2f}"]
+        body.append(row)
+    mp = {c: sum(r.megapixels for r in report.results if r.channels == c and r.model != NOISY) for c in groups}
+    note = "; ".join(f"{_KIND.get(c, c)}: {mp[c]:.2f} MP of model runs in all" for c in groups)
+    return markdown_table(header, body) + f"\n\n({note}.)"
+
+
+def training_table(report: Report) -> str:
+    by = {(t.label, t.channels): t for t in report.training}
+    body = []
+    for t in report.training:
+        base = by.get((CEILING, t.channels))
+        body.append([f"{reference_label(t.label)} (random weights)", _KIND.get(t.channels, t.channels),
+                     f"{t.steps} x {t.batch}×{t.crop}²", _seconds(t.cpu_s_per_mp), _seconds(t.recipe_step),
+                     f"{t.cpu_s_per_mp / base.cpu_s_per_mp:.2f}" if base else "–"])
+    return markdown_table(["architecture", "images", "timed steps", "CPU-s per MP of crops",
+                           f"CPU-s per step of {RECIPE_BATCH}×{RECIPE_CROP}²", f"× {CEILING}"], body)
+
+
+def to_markdown(report: Report, figure: str) -> str:
+    """``RESULTS.md``: how it was made, the default models, the tables and the figure."""
+    m = report.machine
+    order = report.default_order()
+    defaults = ", ".join(f"{_KIND.get(c, c)} images: **{names[0]}**" if names else
+                         f"{_KIND.get(c, c)} images: none eligible" for c, names in order.items())
+    sections = [
+        "# Results: shipped denoisers and classical baselines",
+        f"Generated by `{report.command or 'denoise report'}` on {report.date}. Every number "
+        "below was measured in that one run; † marks a published figure.",
+        "\n".join([
+            f"- Machine: {m.get('description', '?')}; {m.get('cpu_count', '?')} CPUs; "
+            f"Python {m.get('python', '?')}, {m.get('platform', '?')}.",
+            f"- Noise: AWGN sigma {', '.join(f'{s:g}' for s in report.sigmas)} (0-255 scale), "
+            f"seed {report.seed}, the benchmark's protocol (below).",
+            f"- Cost: CPU seconds (process CPU time, {report.threads} torch thread(s)) of each "
+            "forward pass through `denoise.inference.restore`, untiled, after an untimed "
+            "warm-up, per megapixel; wall seconds beside them.",
+            "- Cost references: "
+            + ", ".join(f"{reference_label(r)} = this package's `{a}` architecture" for r, a in REFERENCES.items())
+            + " built from the registry with the published sizes (gray: FFDNet 15 layers × 64, "
+            "DnCNN 17 × 64; color: FFDNet 12 × 96, DnCNN 20 × 64), seeded random initial "
+            "weights, **no weights loaded**; timed on the same noisy images (σ="
+            f"{report.rank_sigma:g}) in the same run, outputs not scored.",
+        ]),
+        f"## Default model\n\n`default` follows the ranking below (written to the package by "
+        f"`denoise report --update-default`): the best mean PSNR at σ={report.rank_sigma:g} "
+        "(single pass) among the models that ship with the package and need no optional "
+        f"package. This run ranks first: {defaults or 'none'}. The column × {CEILING} arch. "
+        f"is a model's CPU time per megapixel over that of the published {CEILING} "
+        "architecture measured in this run (the cost bar: at most 1).",
+    ]
+    for c in report.groups():
+        kind, names = _KIND.get(c, f"{c}-channel"), ", ".join(report.group_sets(c))
+        sections += [f"## {kind.capitalize()} images: {names}",
+                     f"Ranking (mean over {names}):\n\n" + ranking_table(report, c),
+                     "PSNR (dB), mean over the set (– : not run, or no published figure; a set "
+                     "cut to its first images shows none):\n\n" + quality_table(report, c, "psnr"),
+                     "SSIM (data range 1), mean over the set (the published tables give PSNR "
+                     "only):\n\n" + quality_table(report, c, "ssim")]
+    sections += ["## Cost: CPU seconds per megapixel (forward pass)", cost_table(report)]
+    if report.training:
+        sections += ["## Training cost per step (published architectures, random weights)",
+                     "Forward, backward and Adam update of an L2 loss on random crops with AWGN "
+                     f"σ ≤ 55; per megapixel of crops, and scaled to a batch of {RECIPE_BATCH} "
+                     f"crops of {RECIPE_CROP}×{RECIPE_CROP} (the DnCNN paper's).\n\n" + training_table(report)]
+    sections += [f"## Quality versus speed\n\n![PSNR at σ={report.rank_sigma:g} versus CPU seconds "
+                 f"per megapixel]({figure})",
+                 "## Protocol\n\n" + PROTOCOL.rstrip()]
+    return "\n\n".join(sections) + "\n"
+
+
+def quality_speed_figure(report: Report, path: str | Path, dpi: int = 100) -> Path:
+    """PSNR at the ranking sigma against CPU seconds per megapixel (log scale), one panel
+    per channel count, one point per model; the published architectures at their
+    published PSNR (or as a vertical line where the sets have no published figure)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    groups = report.groups()
+    fig = Figure(figsize=(6.4 * len(groups), 4.8))
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    styles = {"FFDNet": ("#d62728", "*"), "DnCNN": ("#9467bd", "P")}
+    for ax, c in zip(axes, groups):
+        for row in report.ranking().get(c, []):
+            x, y = row["cpu_s_per_mp"], row["psnr"]
+            ax.scatter([x], [y], s=36, color="#1f77b4" if row["eligible"] else "#7f7f7f", zorder=3)
+            ax.annotate(row["model"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        for ref in REFERENCES:
+            x, y = report.cost(reference_label(ref), c), published_mean(report, ref, c)
+            color, marker = styles.get(ref, ("k", "x"))
+            if math.isnan(x):
+                continue
+            if math.isnan(y):
+                ax.axvline(x, color=color, linestyle="--", linewidth=1,
+                           label=f"{reference_label(ref)} time (random weights)")
+            else:
+                ax.scatter([x], [y], s=90, color=color, marker=marker, zorder=4,
+                           label=f"{ref} †: published PSNR, time of its architecture here")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(f"CPU seconds per megapixel ({report.threads} thread(s))")
+        ax.set_ylabel(f"PSNR (dB) at σ={report.rank_sigma:g}, mean over the sets")
+        ax.set_title(f"{_KIND.get(c, c)}: {', '.join(report.group_sets(c))}", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.margins(x=0.2, y=0.1)
+        ax.legend(fontsize=7, loc="best")
+    note = "" if report.rank_sigma == RANK_SIGMA else f" (σ={report.rank_sigma:g})"
+    fig.suptitle(f"Quality versus CPU time, single pass{note}; blue: may be default, gray: may not",
+                 fontsize=10)
+    fig.tight_layout()
+    with output_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return Path(path)
+
+
+def write_report(report: Report, out: str | Path) -> list[Path]:
+    """Write ``RESULTS.md``, ``results.json`` and ``quality_speed.png`` into ``out``
+    (created if missing; the three files are replaced, each atomically)."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    figure = quality_speed_figure(report, out / FIGURE)
+    return [write_json(out / RESULTS_JSON, report.to_dict()), figure,
+            write_text(out / RESULTS_MD, to_markdown(report, figure.name))]
+
+
+def ranking_content(report: Report) -> dict:
+    """The ranking file's content (see :func:`write_ranking`)."""
+    return {"_comment": "Written by 'denoise report --update-default': per channel count, the "
+                        "order in which 'default' tries the models (best mean PSNR at sigma "
+                        f"{report.rank_sigma:g} first, single pass, shipped, no optional package); "
+                        "a model that cannot run here is skipped.",
+            "sigma": report.rank_sigma, "date": report.date, "command": report.command,
+            "sets": {str(c): report.group_sets(c) for c in report.groups()},
+            "default": {str(c): names for c, names in report.default_order().items()},
+            "ranking": {str(c): rows for c, rows in report.ranking().items()}}
+
+
+def write_ranking(report: Report, path: str | Path) -> Path:
+    """Write the ranking that :func:`denoise.inference.default_model_name` follows."""
+    return write_json(path, ranking_content(report))

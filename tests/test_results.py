@@ -1,0 +1,198 @@
+"""The results report (``denoise report``): its files and rows on tiny real image sets, the
+benchmark's protocol kept, the cost references, the ranking ``default`` follows (and its
+fallbacks), and the DnCNN recipe's configs."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from denoise import inference
+from denoise.cli.main import main
+from denoise.evaluation.bench import NOISY, ImageScore, bench, load_test_set
+from denoise.evaluation.results import REFERENCES, Measured, Report, reference_label
+from denoise.evaluation.results_report import published_mean, write_report
+from denoise.io import write_image
+from denoise.models.ffdnet import DnCNN
+from denoise.models.registry import ModelEntry, get_entry
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SIDE = 40  # the tiny sets: the first two images of a real set, cropped to 40 x 40
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(data_root, tmp_path_factory) -> tuple[Path, Path]:
+    """Two folders of two real images each (Set12 gray, CBSD68 color), cropped small."""
+    folders = []
+    for source, name in (("Set12", "tinygray"), ("CBSD68", "tinycolor")):
+        if not (data_root / source).is_dir():
+            pytest.skip(f"{source} not found in {data_root}")
+        folder = tmp_path_factory.mktemp("sets") / name
+        folder.mkdir()
+        for stem, x in load_test_set(source, max_images=2)[1]:
+            write_image(folder / f"{stem}.png", x[..., :SIDE, :SIDE])
+        folders.append(folder)
+    return folders[0], folders[1]
+
+
+def _report(tiny_sets, out: Path, *extra: str) -> int:
+    gray, color = tiny_sets
+    return main(["report", "--sets", f"{gray},{color}", "--sigma", "25", "--out", str(out),
+                 "--train-steps", "1", "--train-batch", "1", "--train-crop", "16", "-q", *extra])
+
+
+def test_quick_report_writes_results_md_json_and_figure(tiny_sets, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert _report(tiny_sets, out, "--quick", "--models", "dct,n2n-unet-gray") == 0
+    assert "best for gray images" in capsys.readouterr().out
+    text = (out / "RESULTS.md").read_text()
+    data = json.loads((out / "results.json").read_text())
+    assert (out / "quality_speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data["sets"] == {"tinygray": 1, "tinycolor": 3}
+    assert data["machine"]["cpu_count"] == os.cpu_count() and data["machine"]["torch"] == torch.__version__
+    assert data["command"].startswith("denoise report --out ") and "--quick" in data["command"]
+    assert f"`{data['command']}`" in text and data["date"] in text
+    rows = {(r["set"], r["model"]): r for r in data["results"]}
+    # every model on the sets of its channel count, the noisy input everywhere
+    assert set(rows) == {("tinygray", NOISY), ("tinygray", "dct"), ("tinygray", "n2n-unet-gray"),
+                         ("tinycolor", NOISY), ("tinycolor", "dct")}
+    for key in [("tinygray", "dct"), ("tinygray", "n2n-unet-gray"), ("tinycolor", "dct")]:
+        r = rows[key]
+        assert r["n_images"] == 2 and r["psnr"] > rows[(key[0], NOISY)]["psnr"] + 5
+        assert r["cpu_s_per_mp"] > 0 and r["wall_seconds"] > 0
+    # the published architectures, timed (not scored) on both kinds of images
+    refs = {(r["model"], r["channels"]): r for r in data["references"]}
+    assert set(refs) == {(reference_label(n), c) for n in REFERENCES for c in (1, 3)}
+    assert all(r["reference"] and r["cpu_s_per_mp"] > 0 and r["psnr"] is None and r["n_images"] == 2
+               for r in refs.values())
+    assert len(data["training_cost"]) == 4 and all(t["cpu_s_per_mp"] > 0 for t in data["training_cost"])
+    for label in REFERENCES:
+        assert any(line.startswith(f"| {reference_label(label)} (random weights) ") for line in text.splitlines())
+    ranking = data["ranking"]
+    assert [row["model"] for row in ranking["1"]] == sorted(
+        ["dct", "n2n-unet-gray"], key=lambda m: -rows[("tinygray", m)]["psnr"])
+    assert [row["model"] for row in ranking["3"]] == ["dct"]
+    for header in ("## Gray images: tinygray", "## Color images: tinycolor", "## Cost", "## Quality versus speed"):
+        assert header in text
+    assert "| tinygray |  25 |   2 |" in text
+
+
+def test_report_keeps_the_benchmarks_protocol(tiny_sets, tmp_path):
+    """Same noise, same scores as ``bench`` (the report is built from its functions)."""
+    out = tmp_path / "report"
+    assert _report(tiny_sets, out, "--models", "dct", "--train-steps", "0") == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["training_cost"] == [] and "## Training cost" not in (out / "RESULTS.md").read_text()
+    ours = {(r["set"], r["model"]): r["psnr"] for r in data["results"]}
+    theirs = bench([str(p) for p in tiny_sets], [25], ["dct"], progress=False)
+    for r in theirs.results:
+        assert math.isclose(ours[(r.set, r.model)], r.psnr, rel_tol=0, abs_tol=1e-9)
+
+
+def test_update_default_writes_the_ranking_default_follows(tiny_sets, tmp_path, monkeypatch):
+    ranking = tmp_path / "ranking.json"
+    monkeypatch.setattr(inference, "RANKING_FILE", ranking)
+    assert _report(tiny_sets, tmp_path / "r", "--quick", "--update-default", "--models", "dct") == 2
+    assert not ranking.exists()  # refused before any work
+    models = "dct,n2n-unet-gray,dct+x8"
+    assert _report(tiny_sets, tmp_path / "r", "--models", models, "--update-default", "--train-steps", "0") == 0
+    saved = json.loads(ranking.read_text())
+    gray = {row["model"]: row for row in saved["ranking"]["1"]}
+    assert not gray["dct+x8"]["eligible"] and gray["dct+x8"]["why_not"] == "not a single pass"
+    best = max(["dct", "n2n-unet-gray"], key=lambda m: gray[m]["psnr"])
+    assert saved["default"]["1"][0] == best == inference.default_model_name(1)
+    assert saved["default"]["3"] == ["dct"] and inference.default_model_name(3) == "dct"
+
+
+def _write(path: Path, default: dict) -> Path:
+    path.write_text(json.dumps({"default": default}))
+    return path
+
+
+def test_default_follows_the_ranking_and_falls_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(inference, "RANKING_FILE", _write(tmp_path / "r.json", {
+        "1": ["ffdnet-gray", "n2n-unet-color", "n2n-unet-gray", "dct"], "3": ["no-such-model", "dct"]}))
+    monkeypatch.setattr(ModelEntry, "has_weights", lambda self: self.pretrained and self.name != "ffdnet-gray")
+    # ffdnet-gray: no weights; n2n-unet-color: not for gray images
+    assert inference.default_model_name(1) == "n2n-unet-gray"
+    assert inference.default_model_name(3) == "dct"
+    x = torch.rand(1, 3, 24, 24)
+    assert inference.restore(x, "default", 0.1).model == "dct"
+    # no ranked model has weights: the next ranked one that runs (a classical method)
+    monkeypatch.setattr(ModelEntry, "has_weights", lambda self: False)
+    assert inference.default_model_name(1) == "dct"
+
+
+@pytest.mark.parametrize("content", [None, "not json", '{"default": {"1": "dct"}}', '{"default": []}',
+                                     '{"default": {"1": ["ffdnet-gray"]}}'])
+def test_default_without_a_usable_ranking_keeps_the_previous_rule(content, tmp_path, monkeypatch):
+    path = tmp_path / "ranking.json"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setattr(inference, "RANKING_FILE", path)
+    monkeypatch.setattr(ModelEntry, "has_weights", lambda self: self.name == "n2n-unet-gray")
+    assert inference.default_model_name(1) == "n2n-unet-gray"  # DEFAULT_LEARNED
+    assert inference.default_model_name(3) == "dct"  # FALLBACK
+
+
+def _measured(name: str, model: str, psnr: float, cpu: float, *, channels: int = 1,
+              reference: bool = False) -> Measured:
+    score = ImageScore("a", psnr, 0.5, cpu, 1_000_000)
+    return Measured(name, 25.0, model, [score], channels=channels, reference=reference)
+
+
+def test_ranking_orders_by_psnr_and_says_who_may_be_default(tmp_path):
+    sets = ("Set12", "BSD68")
+    results = [_measured(s, m, psnr + (s == "BSD68"), cpu) for s in sets
+               for m, psnr, cpu in [("dct", 28.0, 0.5), ("n2n-unet-gray", 29.0, 9.0), ("bm3d", 28.5, 90.0),
+                                    ("dct+x8", 28.2, 4.0), ("nobody", 30.0, 1.0)]]
+    refs = [_measured(s, reference_label(r), math.nan, 3.0, reference=True) for s in sets for r in REFERENCES]
+    report = Report(results, refs, [], {s: 1 for s in sets}, [25.0], 0, 1)
+    rows = report.ranking()[1]
+    assert [r["model"] for r in rows] == ["nobody", "n2n-unet-gray", "bm3d", "dct+x8", "dct"]
+    by = {r["model"]: r for r in rows}
+    assert by["n2n-unet-gray"]["psnr"] == pytest.approx(29.5) and by["n2n-unet-gray"]["vs_ffdnet"] == pytest.approx(3.0)
+    assert by["nobody"]["why_not"] == "not shipped with the package"
+    assert by["bm3d"]["why_not"] == "needs the optional package bm3d"
+    assert by["dct+x8"]["why_not"] == "not a single pass"
+    shipped = get_entry("n2n-unet-gray").has_weights()
+    assert report.default_order()[1] == (["n2n-unet-gray"] if shipped else []) + ["dct"]
+    # the full sets: the published figures beside ours, the published architectures in the figure
+    write_report(report, tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "FFDNet †" in text and "DnCNN †" in text
+    assert "30.43" in text and "29.23" in text  # FFDNet on Set12, DnCNN on BSD68, sigma 25
+    assert published_mean(report, "FFDNet", 1) == pytest.approx((30.43 + 29.19) / 2)
+    assert (tmp_path / "quality_speed.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("name,channels,layers", [("dncnn-gray", 1, 17), ("dncnn-color", 3, 20)])
+def test_dncnn_recipe_configs_build_the_published_architecture(name, channels, layers):
+    from denoise.training.build import build_model
+    from denoise.training.config import TrainConfig
+
+    cfg = TrainConfig.from_file(CONFIGS / f"{name}.json")
+    cfg.validate()
+    assert cfg.target == "clean" and cfg.noise == "gaussian:0-55" and cfg.batch_size == 128
+    assert 40 <= cfg.crop <= 50 and cfg.val_count > 0 and cfg.loss_name() == "l2"
+    assert cfg.train_dir.endswith("Train400" if channels == 1 else "CBSD432") and cfg.gray == (channels == 1)
+    assert cfg.steps == 50 * 3000  # the paper's 50 epochs of 3000 batches of 128 patches
+    model = build_model(cfg, channels)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert isinstance(model, DnCNN) and model.channels == channels and not model.uses_sigma
+    assert len(convs) == layers and len(norms) == layers - 2
+    assert convs[0].in_channels == channels and convs[-1].out_channels == channels
+    assert all(c.out_channels == 64 for c in convs[:-1])
+    x = torch.rand(2, channels, 20, 20)
+    model.eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(convs[-1].weight, std=0.01)
+        torch.testing.assert_close(model(x), x + model.body(x))  # residual: input + predicted noise
+    assert f"denoise train --config configs/{name}.json" in json.loads((CONFIGS / f"{name}.json").read_text())["_comment"]
