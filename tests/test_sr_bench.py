@@ -140,7 +140,7 @@ def test_a_model_lacking_a_scale_is_skipped_with_a_note(tmp_path):
 
 
 def test_missing_weights_are_reported(tmp_path):
-    assert "no weights" in resolve_sr_model("espcn").missing
+    assert "architecture only: train it" in resolve_sr_model("espcn").missing
     folder = make_sr_set(tmp_path / "mine", scales=(2,), n=1)
     report = sr_bench([str(folder)], [2], ["bicubic", "espcn"], progress=False)
     assert [r.model for r in report.results if r.images] == ["bicubic"]
