@@ -55,6 +55,11 @@ def register(sub) -> None:
     p.add_argument("--tile", type=positive_int, default=DEFAULT_TILE, metavar="N",
                    help="process images larger than N x N pixels in tiles of N x N (each with the "
                         f"model's margin around it) to bound memory (default {DEFAULT_TILE})")
+    p.add_argument("--noise-map", action="store_true",
+                   help="for models that take a noise level, estimate it as a function of brightness "
+                        "(signal-dependent, robust to correlated camera noise) and pass it as a "
+                        "per-pixel noise map (a model that takes one level per image gets its "
+                        "overall level); not with --sigma")
     p.add_argument("--strength", type=strength_arg, default=None, metavar="F",
                    help="scale the noise level given to models that take one (FFDNet's noise map): "
                         "0.8 keeps more detail, 1.3 smooths more (default 1)")
@@ -212,12 +217,15 @@ def prepare_output_folder(out: Path, mkdir: bool) -> Path:
 
 def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: bool = False,
                  progress: bool = False, device: str = "cpu", strength: float | None = None,
-                 strip_metadata: bool = False) -> str:
+                 strip_metadata: bool = False, noise_map: bool = False) -> str:
     """Denoise one file with model ``name`` and write the result; return a one-line summary.
 
-    ``sigma`` is on the 0-255 scale (the command line's), or None to estimate it. The
-    output is written atomically and replaces an existing file only when ``force`` is true;
-    it keeps the input's EXIF and ICC profile unless ``strip_metadata`` is true.
+    ``sigma`` is on the 0-255 scale (the command line's), or None to estimate it; for a
+    model that takes a noise level the summary then also gives the noise level function
+    of :func:`denoise.noise_level.estimate_noise_level`, and with ``noise_map`` that
+    function's per-pixel map is what the model gets. The output is written atomically and
+    replaces an existing file only when ``force`` is true; it keeps the input's EXIF and
+    ICC profile unless ``strip_metadata`` is true.
     """
     import torch
 
@@ -225,14 +233,58 @@ def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: 
     from ..io import read_image, write_image
 
     x, info = read_image(job.source)
-    result = restore(x, name, None if sigma is None else sigma / 255, tile=tile, device=device,
-                     progress=progress, strength=strength)
+    level, given = _noise_map(x, name, device) if noise_map and sigma is None else (None, None)
+    if given is None:
+        given = None if sigma is None else sigma / 255
+    result = restore(x, name, given, tile=tile, device=device, progress=progress, strength=strength)
     _make_parent(job.target)
     write_image(job.target, result.output, info, overwrite=force, strip_metadata=strip_metadata)
-    how = "" if result.sigma is None else (
-        f", sigma {float(torch.as_tensor(result.sigma).flatten()[0]) * 255:.1f}"
-        + (" estimated" if result.sigma_estimated else ""))
+    if level is not None:
+        kind = "noise map" if isinstance(given, torch.Tensor) and given.dim() == 4 else "sigma"
+        how = f", {kind} {level.summary()}"
+    elif result.sigma is None:
+        how = ""
+    else:
+        how = (f", sigma {float(torch.as_tensor(result.sigma).flatten()[0]) * 255:.1f}"
+               + (" estimated" + _level_note(x) if result.sigma_estimated else ""))
     return f"{job.source} -> {job.target} ({result.model}, {result.seconds:.1f} s{how})"
+
+
+def _noise_map(x, name: str, device: str):
+    """``(NoiseLevel, sigma for restore)`` for ``--noise-map``: the per-pixel map for a
+    model that takes one, the overall level for one that takes a level per image; ``(None,
+    None)`` (and a warning) for a model blind to the noise level."""
+    import warnings
+
+    from ..inference import load
+    from ..models.base import Wrapper, contract
+    from ..models.ffdnet import FFDNet
+    from ..noise_level import estimate_noise_level
+
+    resolved, net = load(name, x.shape[1], device)
+    if not contract(net).uses_sigma:
+        warnings.warn(f"model {resolved} is blind to the noise level: --noise-map is ignored", stacklevel=2)
+        return None, None
+    level = estimate_noise_level(x)
+    inner = net
+    while isinstance(inner, Wrapper):
+        inner = inner.model
+    if isinstance(inner, FFDNet):
+        return level, level.to_map(x)
+    warnings.warn(f"model {resolved} takes one noise level per image, not a map: --noise-map gives "
+                  "it the overall level of the estimated noise level function", stacklevel=2)
+    return level, level.sigma.clamp_min(1e-3)  # a level of 0 (a noise-free image) is refused
+
+
+def _level_note(x) -> str:
+    """``"; noise level 7.3 (NLF 4.1-9.8 over brightness)"``: the signal-dependent estimate
+    beside the model's own; empty for images too small to estimate it on."""
+    from ..noise_level import estimate_noise_level
+
+    try:
+        return f"; noise level {estimate_noise_level(x).summary()}"
+    except InputError:
+        return ""
 
 
 def _make_parent(path: Path) -> None:
@@ -250,6 +302,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..inference import check_denoiser, resolve_device
 
     check_denoiser(args.model)
+    if args.noise_map and args.sigma is not None:
+        raise InputError("--noise-map estimates the noise level itself; leave out --sigma")
     device = resolve_device(args.device)
     out = Path(args.out)
     jobs = plan_jobs(args.inputs, out, suffix=args.suffix, recursive=args.recursive, force=args.force,
@@ -264,7 +318,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             line = denoise_file(job, args.model, args.sigma, tile=args.tile, force=args.force,
                                 progress=show, device=str(device), strength=args.strength,
-                                strip_metadata=args.strip_metadata)
+                                strip_metadata=args.strip_metadata, noise_map=args.noise_map)
         except (DenoiseError, MemoryError) as exc:
             reason = "out of memory; try a smaller --tile" if isinstance(exc, MemoryError) else exc
             failures.append((job.source, one_line(reason)))
