@@ -108,6 +108,48 @@ def test_demosaicing_correlates_the_noise(generator):
     assert abs(_neighbour_correlation(plain)) < 0.02
 
 
+def test_mosaic_grey_is_a_colour_photo_turned_grey(generator):
+    # camera:mosaic on grey images: the colour path on the replicated image, then BT.601 luma
+    x = torch.full((2, 1, 128, 128), 0.5, dtype=torch.float64)
+    noisy = Camera(0.01, 1e-4, mosaic=True)(x, generator)
+    assert noisy.shape == x.shape
+    residual = noisy - x
+    assert _neighbour_correlation(residual) > 0.1  # demosaicing correlates it
+    plain = Camera(0.01, 1e-4)(x, generator) - x  # the simple grey path: white in space
+    assert abs(_neighbour_correlation(plain)) < 0.02
+    # the same draws as the colour path, turned grey
+    colour = Camera(0.01, 1e-4)(x.expand(2, 3, 128, 128), torch.Generator().manual_seed(5))
+    grey = Camera(0.01, 1e-4, mosaic=True)(x, torch.Generator().manual_seed(5))
+    luma = torch.tensor(cam.LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+    assert torch.allclose(grey, (colour * luma).sum(1, keepdim=True))
+    # colour images ignore the option
+    rgb = _rand(1, 3, 16, 16, dtype=torch.float64)
+    assert torch.equal(Camera(mosaic=True)(rgb, 2), Camera()(rgb, 2))
+
+
+def _correlation_at(r: torch.Tensor, lag: int) -> float:
+    a, b = r[..., :, :-lag].flatten(), r[..., :, lag:].flatten()
+    return torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+
+
+def test_corr_spreads_the_noise_and_keeps_its_level(generator):
+    # in-camera processing spread: luma blurred by w, chroma by 2 w, each rescaled
+    x = torch.full((2, 3, 128, 128), 0.5, dtype=torch.float64)
+    base = Camera(0.01, 1e-4)(x, torch.Generator().manual_seed(1)) - x
+    spread = Camera(0.01, 1e-4, corr=1.5)(x, torch.Generator().manual_seed(1)) - x
+    # raw level kept per channel; after colour processing within 20 % (channel mixing)
+    assert spread.std().item() == pytest.approx(base.std().item(), rel=0.2)
+    assert _correlation_at(spread, 3) > 0.4 > _correlation_at(base, 3) + 0.3
+    # chroma spreads further than luma
+    luma = spread.mean(1, keepdim=True)
+    assert _correlation_at(spread - luma, 4) > _correlation_at(luma, 4) + 0.1
+    # width 0 is the plain camera noise, from the same draws up to the extra width draw
+    zero = cam.correlate(base, torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(zero, base)
+    grey = torch.full((2, 1, 64, 64), 0.5, dtype=torch.float64)
+    assert _correlation_at(Camera(0.01, 1e-4, corr=1.0)(grey, generator) - grey, 2) > 0.3  # a Gaussian of width 1: exp(-1) = 0.37 at lag 2
+
+
 def test_noise_off_gives_the_input_back(generator):
     x = _rand(3, 3, 32, 40, dtype=torch.float32)
     assert (Camera(0, 0)(x, generator) - x).abs().max() < 1e-4
@@ -146,6 +188,8 @@ def test_default_levels_are_drawn_log_uniformly(generator):
     ("camera:shot=0.001-0.01,read=1e-05,q=60-90:clip", Camera((0.001, 0.01), 1e-5, (60, 90), clip=True)),
     ("camera:shot=1e-05-0.001", Camera((1e-5, 1e-3))),
     ("camera:shot=0.002:jpeg", Camera(0.002, quality=(70, 95))),
+    ("camera:q=80-100:mosaic", Camera(quality=(80, 100), mosaic=True)),
+    ("camera:q=80-100,corr=0-1.5", Camera(quality=(80, 100), corr=(0, 1.5))),
 ])
 def test_camera_specs_round_trip(spec, expected):
     model = parse_noise(spec)
@@ -168,6 +212,8 @@ def test_seeded_determinism():
     ("camera:read=-1e-4", "read variance must be >= 0"),
     ("camera:q=0", "JPEG quality must be >= 1 and <= 100"),
     ("camera:q=101", "JPEG quality must be >= 1 and <= 100"),
+    ("camera:corr=-1", "correlation width must be >= 0"),
+    ("camera:corr=20", "correlation width must be >= 0 and <= 16"),
     ("camera:iso=100", "bad camera option"),
     ("camera:shot=abc", "bad number"),
     ("camera:shot=0.01-0.001", "lo <= hi"),

@@ -102,6 +102,35 @@ def test_run_estimates_sigma_by_default(capsys, photo, out):
     assert "estimated" in stdout and (out / "photo.png").is_file()
 
 
+def test_run_picks_the_photo_model_for_camera_photos(capsys, tmp_path, out, monkeypatch):
+    """Without --model: the real-photo model for JPEG files and files with EXIF, the
+    Gaussian default for others; --model default keeps the Gaussian default for photos."""
+    import denoise.inference as inference
+
+    monkeypatch.setattr(inference, "PHOTO_MODELS", {1: "dct", 3: "dct"})  # any shipped model
+    monkeypatch.setattr(inference, "default_model_name", lambda channels: "median")
+    src = tmp_path / "in"
+    src.mkdir()
+    save(src / "shot.jpg", smooth_image(seed=1))
+    save(src / "render.png", smooth_image(seed=2))
+    exif = Image.Exif()
+    exif[0x010F] = "SomeCamera"  # Make
+    Image.fromarray(smooth_image(seed=3)).save(src / "tagged.png", exif=exif)
+    code, stdout, err = run(capsys, "run", src, "-o", out)
+    assert code == 0, err
+    lines = {line.split(" -> ")[0].rsplit("/", 1)[-1]: line for line in stdout.splitlines() if " -> " in line}
+    assert "(dct, chosen for a camera photo (JPEG)" in lines["shot.jpg"]
+    assert "(dct, chosen for a camera photo (EXIF)" in lines["tagged.png"]
+    assert "(median," in lines["render.png"] and "camera photo" not in lines["render.png"]
+    assert "model default (dct / dct for camera photos)" in stdout
+    code, stdout, err = run(capsys, "run", src / "shot.jpg", "-o", out, "--force", "--model", "default")
+    assert code == 0, err
+    assert "camera photo" not in stdout and "(median," in stdout
+    # without shipped real-photo weights, photos get the default too
+    monkeypatch.setattr(inference, "PHOTO_MODELS", {})
+    assert inference.photo_model_name(3) is None
+
+
 def test_run_folder_with_suffix_and_recursive(capsys, tmp_path, out):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)

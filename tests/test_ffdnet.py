@@ -40,6 +40,27 @@ def test_any_size_and_identity_at_start(shape):
         assert torch.equal(m(x, 0.1), x)
 
 
+def test_blind_variant_of_the_real_photo_models(recwarn):
+    """blind=True: no map input, sigma ignored (restore warns that it is), any size."""
+    torch.manual_seed(0)
+    m = create_model("real-color", pretrained=False).eval()
+    convs = [c for c in m.modules() if isinstance(c, torch.nn.Conv2d)]
+    assert len(convs) == 12 and convs[0].in_channels == 12 and convs[0].out_channels == 64
+    assert not contract(m).uses_sigma and not contract(create_model("real-gray", pretrained=False)).uses_sigma
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.rand(1, 3, 21, 18)
+    with torch.inference_mode():
+        y = m(x)
+        assert y.shape == x.shape and not torch.equal(y, x)
+        assert torch.equal(m(x, 0.3), y)  # the level is not an input
+    out = restore(x, m, 0.1, tile=None)
+    assert torch.equal(out.output, y.clamp(0, 1)) and out.sigma is None
+    assert any("blind" in str(w.message) for w in recwarn.list)
+    # cheaper than the published colour FFDNet: fewer input channels and features
+    assert _params(m) < 0.6 * _params(FFDNet(3))
+
+
 @pytest.fixture
 def trained_like():
     """A small FFDNet with random (non-zero) weights, so that the map matters."""

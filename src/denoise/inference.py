@@ -42,6 +42,10 @@ DEFAULT = "default"
 DEFAULT_LEARNED = {1: "n2n-unet-gray", 3: "n2n-unet-color"}
 #: The fallback when no learned weights ship: fast, training-free, any size.
 FALLBACK = "dct"
+#: The models for real camera photos, by channel count (see :func:`photo_model_name`).
+PHOTO_MODELS = {1: "real-gray", 3: "real-color"}
+#: File formats that mark an image as a camera photo (with or without EXIF).
+PHOTO_FORMATS = ("JPEG", "MPO")
 #: The benchmark's ranking "default" follows when it exists (``denoise report --update-default``).
 RANKING_FILE = WEIGHTS_DIR / "ranking.json"
 #: The name suffix that asks for the self-ensemble over the eight flips and rotations.
@@ -103,6 +107,22 @@ def default_model_name(channels: int) -> str:
     except ModelError:  # the learned model is not registered in this build
         pass
     return FALLBACK
+
+
+def is_photo(info) -> bool:
+    """Whether an image read by :func:`denoise.io.read_image` looks like a camera photo:
+    a JPEG, or any file carrying EXIF (the camera's metadata)."""
+    return bool(getattr(info, "exif", None)) or getattr(info, "format", None) in PHOTO_FORMATS
+
+
+def photo_model_name(channels: int) -> str | None:
+    """The model for real camera photos of ``channels`` channels (:data:`PHOTO_MODELS`),
+    or None when its weights are not shipped in this build."""
+    name = PHOTO_MODELS.get(channels)
+    try:
+        return name if name is not None and get_entry(name, user=False).available() else None
+    except ModelError:  # not registered in this build
+        return None
 
 
 def check_model(name: str | ModelName) -> ModelName:

@@ -46,10 +46,13 @@ def register(sub) -> None:
             "unknown model, existing output without --force); 130 interrupted.",
             "Example: denoise run photos/ -o clean/ --mkdir --sigma 25 --model dct"))
     add_file_arguments(p, suffix_example="_denoised")
-    p.add_argument("-m", "--model", default=DEFAULT, metavar="NAME",
-                   help="model name from 'denoise models' (default: 'default', the best shipped "
-                        "model for the image's channels); add '+x8' to average the model over "
-                        "the 8 flips and rotations of the image (8x the time)")
+    p.add_argument("-m", "--model", default=None, metavar="NAME",
+                   help="model name from 'denoise models'; add '+x8' to average the model over "
+                        "the 8 flips and rotations of the image (8x the time). Without it: "
+                        "real-color / real-gray for camera photos (JPEG files, or any file with "
+                        "EXIF), whose noise is not white Gaussian; 'default' (the best shipped "
+                        "model for the image's channels on Gaussian noise) for other images. "
+                        "Pass --model default to use it for photos too")
     p.add_argument("-s", "--sigma", type=sigma_arg, default=None, metavar="S|estimated",
                    help=_SIGMA_HELP)
     p.add_argument("--tile", type=positive_int, default=DEFAULT_TILE, metavar="N",
@@ -233,6 +236,7 @@ def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: 
     from ..io import read_image, write_image
 
     x, info = read_image(job.source)
+    name, why = _auto_model(name, x.shape[1], info)
     level, given = _noise_map(x, name, device) if noise_map and sigma is None else (None, None)
     if given is None:
         given = None if sigma is None else sigma / 255
@@ -247,7 +251,29 @@ def denoise_file(job: Job, name: str, sigma: float | None, *, tile: int, force: 
     else:
         how = (f", sigma {float(torch.as_tensor(result.sigma).flatten()[0]) * 255:.1f}"
                + (" estimated" + _level_note(x) if result.sigma_estimated else ""))
-    return f"{job.source} -> {job.target} ({result.model}, {result.seconds:.1f} s{how})"
+    return f"{job.source} -> {job.target} ({result.model}{why}, {result.seconds:.1f} s{how})"
+
+
+def _photo_note() -> str:
+    """`` (real-color for camera photos)``: the shipped real-photo models, if any."""
+    from ..inference import photo_model_name
+
+    names = [n for n in (photo_model_name(3), photo_model_name(1)) if n]
+    return f" ({' / '.join(names)} for camera photos)" if names else ""
+
+
+def _auto_model(name: str | None, channels: int, info) -> tuple[str, str]:
+    """``(model, note)`` for ``--model`` left out (None): the real-photo model for a camera
+    photo when it is shipped, else "default"; a given name is kept (empty note)."""
+    from ..inference import is_photo, photo_model_name
+
+    if name is not None:
+        return name, ""
+    photo = photo_model_name(channels) if is_photo(info) else None
+    if photo is None:
+        return DEFAULT, ""
+    what = "EXIF" if info.exif else "JPEG"
+    return photo, f", chosen for a camera photo ({what}); --model default for the Gaussian-noise model"
 
 
 def _noise_map(x, name: str, device: str):
@@ -301,7 +327,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from ..inference import check_denoiser, resolve_device
 
-    check_denoiser(args.model)
+    if args.model is not None:
+        check_denoiser(args.model)
     if args.noise_map and args.sigma is not None:
         raise InputError("--noise-map estimates the noise level itself; leave out --sigma")
     device = resolve_device(args.device)
@@ -312,7 +339,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     show = not args.quiet
     if show:
         part = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
-        print(f"{len(jobs)} image(s){part}, model {args.model}, device {device}")
+        model = args.model or DEFAULT + _photo_note()
+        print(f"{len(jobs)} image(s){part}, model {model}, device {device}")
     failures: list[tuple[Path, str]] = []
     for job in tqdm(jobs, desc="denoise", unit="img", disable=None if show else True):
         try:

@@ -73,6 +73,11 @@ class FFDNet(Restorer):
 
     Defaults follow the paper: 15 layers of 64 features for gray, 12 of 96 for color.
     ``forward(x, sigma)`` needs ``sigma`` (0-1 scale; see :func:`noise_map`).
+
+    ``blind=True`` drops the map input: the same half-resolution body, blind to the noise
+    level (``sigma`` is ignored). The ``real-*`` models use it for camera noise, whose
+    level varies with brightness and whose pixels are correlated by demosaicing: the 2x2
+    pixel-unshuffle puts a Bayer cell's neighbours into channels of one position.
     """
 
     uses_sigma = True
@@ -80,7 +85,8 @@ class FFDNet(Restorer):
     #: The largest noise level of the training range (0-1 scale); above it is extrapolation.
     sigma_max = SIGMA_MAX
 
-    def __init__(self, channels: int = 1, features: int | None = None, layers: int | None = None):
+    def __init__(self, channels: int = 1, features: int | None = None, layers: int | None = None,
+                 blind: bool = False):
         super().__init__()
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -89,15 +95,19 @@ class FFDNet(Restorer):
         if layers < 3:
             raise ValueError(f"layers must be at least 3, got {layers}")
         self.channels = channels
-        self.body = _chain(4 * channels + channels, 4 * channels, features, layers)
+        self.blind = bool(blind)
+        self.uses_sigma = not self.blind
+        self.body = _chain(4 * channels + (0 if self.blind else channels), 4 * channels, features, layers)
         # each 3x3 conv at half resolution reaches 2 pixels further, plus the 2x2 block
         self.receptive_field = 2 * layers + 1
 
     def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        inp, (h, w) = pad_to_multiple(x, 2)
+        if self.blind:
+            return x + F.pixel_shuffle(self.body(F.pixel_unshuffle(inp, 2)), 2)[..., :h, :w]
         if sigma is None:
             raise InputError("FFDNet needs the noise level sigma (0-1 scale)")
         m = noise_map(sigma, x)
-        inp, (h, w) = pad_to_multiple(x, 2)
         if m.shape[-2:] != inp.shape[-2:] or torch.jit.is_tracing():  # traced: any size
             m, _ = pad_to_multiple(m.contiguous(), 2)
         # the map at half resolution: the mean level of each 2x2 block, per channel
@@ -131,3 +141,9 @@ register_weights("ffdnet-gray", "ffdnet", channels=1, description=(
     "FFDNet, gray, trained with clean targets on Train400, Gaussian sigma 0-75 (noise-level map input)"))
 register_weights("ffdnet-color", "ffdnet", channels=3, description=(
     "FFDNet, color, trained with clean targets on CBSD432, Gaussian sigma 0-75 (noise-level map input)"))
+register_weights("real-color", "ffdnet", channels=3, features=64, layers=12, blind=True, description=(
+    "Real photos, color: blind FFDNet body (12 layers of 64 features at half resolution) trained with clean "
+    "targets on CBSD432 with camera noise (unprocessed Poisson-Gaussian raw noise, demosaicing, JPEG)"))
+register_weights("real-gray", "ffdnet", channels=1, features=64, layers=12, blind=True, description=(
+    "Real photos, gray: blind FFDNet body (12 layers of 64 features at half resolution) trained with clean "
+    "targets on CBSD432 turned gray after camera noise (demosaicing-correlated, JPEG)"))

@@ -22,16 +22,29 @@ The idea is that of Brooks et al., "Unprocessing Images for Learned Raw Denoisin
    *noise*: the linear image becomes ``linear + demosaic(noise)``. The clean signal is
    kept, so the clean image stays an exact target (real demosaicing would also blur it);
    the noise becomes correlated across neighbouring pixels and across channels;
+6b. optional in-camera processing spread (``corr``, off by default): camera pipelines
+   denoise and sharpen after demosaicing, and their JPEG keeps chroma at half resolution,
+   so the noise of an sRGB photo is correlated over more than the 2-3 pixels bilinear
+   demosaicing gives, its colour (chroma) part more than its brightness (luma) part
+   (the reason AP-BSN needs pixel-shuffle strides of 4-5 on real sRGB noise). With
+   ``corr`` a width ``w`` (pixels) is drawn per image; the noise's luma part (channel
+   mean) is blurred by a Gaussian of standard deviation ``w`` and its chroma part (the
+   rest) by ``2 w``, and each channel is rescaled to its former standard deviation (the
+   level stays the shot/read level; only the spectrum changes), :func:`correlate`;
 7. forward processing: white-balance gains, CCM and sRGB tone curve again;
 8. optional JPEG round trip (8-bit, PIL) with a quality drawn uniformly from ``quality``.
 
 Grey images (N, 1, H, W) take a simpler path: tone curve inverted, Poisson-Gaussian noise
-per pixel in linear space (no mosaic, CCM or gains), tone curve, optional JPEG.
+per pixel in linear space (no mosaic, CCM or gains), tone curve, optional JPEG. With
+``mosaic=True`` (spec token ``mosaic``) they instead model a colour photo turned grey,
+the usual origin of a grey photo: the image is replicated to RGB, goes through the colour
+path above (JPEG included) and is turned back to grey with the BT.601 luma weights
+(:data:`LUMA`), so its noise carries the demosaicing correlation. Colour images ignore it.
 
 Without JPEG the result is not clipped (``clip=True`` clips it to [0, 1]); with JPEG it is
 in [0, 1] and on the 8-bit grid. ``shot=0, read=0`` without JPEG gives the input back (up
-to rounding). Spec strings: ``camera``, ``camera:jpeg`` (quality 70-95),
-``camera:shot=0.001-0.01,read=1e-05,q=90``, each with ``:clip`` allowed; see
+to rounding). Spec strings: ``camera``, ``camera:jpeg`` (quality 70-95), ``camera:mosaic``,
+``camera:shot=0.001-0.01,read=1e-05,q=90,corr=0-1.5``, each with ``:clip`` allowed; see
 :meth:`Camera.from_spec`.
 """
 from __future__ import annotations
@@ -70,6 +83,8 @@ BLUE_GAINS = (1.5, 1.9)
 SHOT_RANGE = (1e-4, 1.2e-2)
 #: Read-noise variance from the shot level: log(read) = SLOPE * log(shot) + OFFSET + N(0, JITTER^2).
 READ_SLOPE, READ_OFFSET, READ_JITTER = 2.18, 1.20, 0.26
+#: ITU-R BT.601 luma weights, used to turn a colour photo grey (``mosaic=True``).
+LUMA = (0.299, 0.587, 0.114)
 #: JPEG qualities of ``camera:jpeg``.
 JPEG_RANGE = (70.0, 95.0)
 
@@ -158,6 +173,48 @@ def jpeg(x: torch.Tensor, quality: list[int]) -> torch.Tensor:
     return torch.stack(out).to(x.device, x.dtype)
 
 
+def _gaussian_blur(x: torch.Tensor, width: float) -> torch.Tensor:
+    """Separable Gaussian blur (standard deviation ``width`` pixels, reflect padding)."""
+    if width <= 0:
+        return x
+    radius = max(1, math.ceil(3 * width))
+    radius = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / width) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1),
+                 groups=c)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1),
+                    groups=c)
+
+
+def correlate(noise: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """Spread a noise field (N, C, H, W) over ``width`` (N,) pixels, keeping its level.
+
+    Per image: the luma part (the channel mean) is blurred by a Gaussian of standard
+    deviation ``width``, the chroma part (the rest; colour only) by ``2 * width``, each
+    rescaled to its standard deviation before the blur, and each channel of their sum is
+    rescaled to the channel's standard deviation before the blur. A width of 0 keeps the
+    image's noise as it is.
+    """
+    out = []
+    for field, w in zip(noise, width.tolist()):
+        field = field[None]
+        if w <= 0:
+            out.append(field)
+            continue
+        luma = field.mean(1, keepdim=True)
+        parts = [(luma, w), (field - luma, 2 * w)] if field.shape[1] > 1 else [(field, w)]
+        spread = 0
+        for part, width_px in parts:
+            blurred = _gaussian_blur(part, width_px)
+            spread = spread + blurred * (part.std() / blurred.std().clamp_min(1e-12))
+        dims = (0, 2, 3)  # each channel back to its former level
+        out.append(spread * (field.std(dims, keepdim=True) / spread.std(dims, keepdim=True).clamp_min(1e-12)))
+    return torch.cat(out)
+
+
 # ----------------------------------------------------------------------------- model
 
 def _draw(value: Param, n: int, gen: torch.Generator, like: torch.Tensor, *, log: bool = False) -> torch.Tensor:
@@ -187,14 +244,20 @@ class Camera(Noise):
     kind = "camera"
 
     def __init__(self, shot: Param = SHOT_RANGE, read: Param | None = None, quality: Param | None = None, *,
-                 clip: bool = False):
+                 corr: Param | None = None, mosaic: bool = False, clip: bool = False):
         super().__init__(clip=clip)
+        self.mosaic = bool(mosaic)
+        self.corr = None if corr is None else _check_param("Camera", "correlation width", corr, 0.0, 16.0)
         self.shot = _check_param("Camera", "shot level", shot, 0.0)
         self.read = None if read is None else _check_param("Camera", "read variance", read, 0.0)
         self.quality = None if quality is None else _check_param("Camera", "JPEG quality", quality, 1.0, 100.0)
 
     def _apply(self, x, gen):
         n, c = x.shape[:2]  # c is 1 or 3 (checked by sample)
+        if c == 1 and self.mosaic:
+            noisy, _ = self._apply(x.expand(n, 3, *x.shape[2:]), gen)
+            luma = torch.tensor(LUMA, dtype=noisy.dtype, device=noisy.device).view(1, 3, 1, 1)
+            return (noisy * luma).sum(1, keepdim=True), None
         shot = _draw(self.shot, n, gen, x, log=True)
         if self.read is None:
             jitter = _normal((n,), gen, x).double() * READ_JITTER
@@ -205,14 +268,20 @@ class Camera(Noise):
         shot, read = (v.to(x.dtype).to(x.device).view(n, 1, 1, 1) for v in (shot, read))
         linear = srgb_to_linear(x.clamp(0, 1))
         if c == 1:
-            noisy = linear_to_srgb(linear + raw_noise(linear, shot, read, gen))
+            noise = raw_noise(linear, shot, read, gen)
+            if self.corr is not None:
+                noise = correlate(noise, _draw(self.corr, n, gen, x))
+            noisy = linear_to_srgb(linear + noise)
         else:
             weights = _uniform((n, len(CCMS)), gen, x).double() + 1e-6
             ccm = torch.einsum("nk,kij->nij", weights / weights.sum(1, keepdim=True), CCMS)
             red = _draw(RED_GAINS, n, gen, x)
             blue = _draw(BLUE_GAINS, n, gen, x)
             raw = apply_gains(apply_ccm(linear, torch.linalg.inv(ccm)), 1 / red, 1 / blue)
-            raw = raw + demosaic(raw_noise(mosaic(raw), shot, read, gen))
+            noise = demosaic(raw_noise(mosaic(raw), shot, read, gen))
+            if self.corr is not None:
+                noise = correlate(noise, _draw(self.corr, n, gen, x))
+            raw = raw + noise
             noisy = linear_to_srgb(apply_ccm(apply_gains(raw, red, blue), ccm))
         if self.quality is not None:
             quality = _draw(self.quality, n, gen, x).round().int().tolist()
@@ -227,15 +296,15 @@ class Camera(Noise):
         kwargs: dict = {}
         hint = f"; use one of: {usage}" if usage else ""
         for token in filter(None, (t.strip() for t in rest.split(":"))):
-            if token in ("clip", "jpeg"):
-                kwargs["clip" if token == "clip" else "quality"] = True if token == "clip" else JPEG_RANGE
+            if token in ("clip", "jpeg", "mosaic"):
+                kwargs["quality" if token == "jpeg" else token] = JPEG_RANGE if token == "jpeg" else True
                 continue
             for item in token.split(","):
                 key, eq, value = (s.strip() for s in item.partition("="))
-                name = {"shot": "shot", "read": "read", "q": "quality"}.get(key)
+                name = {"shot": "shot", "read": "read", "q": "quality", "corr": "corr"}.get(key)
                 if not eq or name is None:
                     raise InputError(f"bad camera option {item.strip()!r} in noise spec {spec!r} "
-                                     f"(use shot=, read=, q=, jpeg, clip){hint}")
+                                     f"(use shot=, read=, q=, corr=, jpeg, mosaic, clip){hint}")
                 kwargs[name] = _parse_camera_value(value, spec)
         return cls(**kwargs)
 
@@ -243,16 +312,20 @@ class Camera(Noise):
         items = [] if self.shot == SHOT_RANGE else [f"shot={_format_param(self.shot)}"]
         items += [] if self.read is None else [f"read={_format_param(self.read)}"]
         items += [] if self.quality is None else [f"q={_format_param(self.quality)}"]
+        items += [] if self.corr is None else [f"corr={_format_param(self.corr)}"]
         return ",".join(items)
 
     @property
     def spec(self) -> str:
         params = self._spec_params()
-        return "camera" + (f":{params}" if params else "") + (":clip" if self.clip else "")
+        return ("camera" + (f":{params}" if params else "") + (":mosaic" if self.mosaic else "")
+                + (":clip" if self.clip else ""))
 
     def _repr_params(self):
         return (f"shot={_repr_param(self.shot)}, read={None if self.read is None else _repr_param(self.read)}, "
-                f"quality={None if self.quality is None else _repr_param(self.quality)}")
+                f"quality={None if self.quality is None else _repr_param(self.quality)}"
+                + (f", corr={_repr_param(self.corr)}" if self.corr is not None else "")
+                + (", mosaic=True" if self.mosaic else ""))
 
 
 def _parse_camera_value(text: str, spec: str) -> Param:
