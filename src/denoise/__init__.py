@@ -7,6 +7,7 @@ The small public API::
     y = denoise.denoise(x, model="dct", sigma=25 / 255)
     denoise.psnr(y, clean), denoise.ssim(y, clean)
     model = denoise.load_model("dct")                 # any registered model
+    fitted = denoise.fit("my_photos/", minutes=5).model  # fine-tuned on one's own noisy photos
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ def __getattr__(name):
     if name in ("denoise", "restore"):
         from . import inference
         return getattr(inference, name)
+    if name == "fit":
+        from .training.fit import fit
+        return fit
     raise AttributeError(f"module 'denoise' has no attribute {name!r}")
 
 
@@ -45,4 +49,5 @@ __all__ = [
     "DenoiseError", "ImageReadError", "ImageWriteError", "InputError", "ModelError",
     "create_model", "list_models", "load_model", "register_model",
     "read_image", "write_image", "psnr", "ssim", "residual_std", "estimate_sigma", "denoise", "restore",
+    "fit",
 ]

@@ -4,6 +4,7 @@
 * ``denoise demo``: every available model on bundled photos; table and figures.
 * ``denoise bench --data SET``: mean PSNR/SSIM on test sets, beside published figures.
 * ``denoise models``: the registered models, whether they can run here, their cards.
+* ``denoise fit FOLDER -o OUT``: fine-tune a model on one's own noisy photos, then denoise them.
 
 Other modules contribute subcommands through ``register(subparsers)`` (``train``,
 ``data ee559``, ``ee559 export``). Exit status: 0 on success; 2 for a usage error or any
@@ -21,11 +22,11 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import DenoiseError
-from . import blur, ee559, evaluate, export, models, report, run, serve, train, upscale
+from . import blur, ee559, evaluate, export, fit, models, report, run, serve, train, upscale
 from .args import PROG, error, one_line
 
 #: The modules adding subcommands, in the order of ``denoise --help``.
-COMMANDS = (run, upscale, blur, evaluate, report, models, train, ee559, serve, export)
+COMMANDS = (run, upscale, blur, evaluate, report, models, train, fit, ee559, serve, export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

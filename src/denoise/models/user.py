@@ -8,7 +8,8 @@
   ``%LOCALAPPDATA%\\denoise\\models`` on Windows.
 
 The models there are listed and created by name like the shipped ones (a name that would
-shadow a shipped model is refused at export and ignored here). A model may also be named
+shadow a shipped model is refused at export and ignored here). ``denoise fit`` keeps its
+run folders in the sub-folder ``fits/`` and exports its models here. A model may also be named
 by a path: a ``.safetensors`` file with its card beside it, a training run folder (its
 latest ``checkpoint.pt``) or a checkpoint file.
 """

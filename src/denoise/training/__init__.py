@@ -7,7 +7,8 @@
 * :mod:`.trainer`: the :class:`Trainer` (checkpoints, exact resume, validation);
 * :mod:`.distributed`: the torchrun group;
 * :mod:`.runlog`: the run folder's log and curves;
-* :mod:`.export`: a run's checkpoint turned into weights and a model card.
+* :mod:`.export`: a run's checkpoint turned into weights and a model card;
+* :mod:`.fit`: fine-tuning on one's own noisy photos (``denoise fit``).
 """
 from .config import OPTION_HELP, SCHEDULES, TrainConfig, learning_rate
 from .export import export_weights, hardware_description

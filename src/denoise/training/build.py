@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, ModelError
 from .config import NO_NOISE, TrainConfig, default_val_noise
 
 
@@ -58,7 +58,8 @@ def build_data(config: TrainConfig):
 
 
 def build_model(config: TrainConfig, channels: int) -> nn.Module:
-    """Create the (untrained) registered model for ``channels``-channel data."""
+    """Create the registered model for ``channels``-channel data: untrained, or with the
+    weights of ``config.init`` (:func:`init_weights`)."""
     from ..models.registry import create_model, get_entry
 
     entry = get_entry(config.model)
@@ -80,4 +81,21 @@ def build_model(config: TrainConfig, channels: int) -> nn.Module:
     if not any(True for _ in model.parameters()):
         raise InputError(f"model {config.model!r} has no torch parameters to train here"
                          + ("; train it with 'denoise ee559 train 2'" if config.model.startswith("ee559") else ""))
+    if config.init is not None:
+        init_weights(model, config.init, what=config.model)
     return model.train()
+
+
+def init_weights(model: nn.Module, source: str, *, what: str = "the model") -> nn.Module:
+    """Load into ``model`` the weights of ``source``: a registered or user model name with
+    weights, or a path (a .safetensors file with its card, a run folder, a checkpoint).
+    ModelError when they cannot be read or do not fit."""
+    from ..models.registry import create_model
+    from ..models.user import looks_like_path, model_from_path
+
+    trained = model_from_path(source)[1] if looks_like_path(source) else create_model(source)
+    try:
+        model.load_state_dict(trained.state_dict())
+    except RuntimeError as exc:
+        raise ModelError(f"the weights of {source} do not fit {what}: {str(exc).splitlines()[0]}") from None
+    return model

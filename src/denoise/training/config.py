@@ -16,7 +16,7 @@ from .losses import loss_for_noise
 #: Noise specs that mean "the folder's images are already noisy" (target="self" only).
 NO_NOISE = ("none", "real")
 #: The options of target="self" (set only with it).
-SELF_OPTIONS = ("self_mode", "self_gamma", "pd_stride", "pd_infer_stride")
+SELF_OPTIONS = ("self_mode", "self_gamma", "self_ramp", "pd_stride", "pd_infer_stride")
 
 
 @dataclass
@@ -26,6 +26,7 @@ class TrainConfig:
     # model
     model: str = "n2n-unet"
     model_kwargs: dict = field(default_factory=dict)
+    init: str | None = None
     # data: "folder" (clean images + noise), "pairs" (noisy pair images), "pkl" (EE-559 pairs),
     # "sr" (clean images -> bicubic low-resolution inputs, for a ``scale``-times upscaler)
     data: str = "folder"
@@ -40,6 +41,7 @@ class TrainConfig:
     target: str = "noisy"
     self_mode: str = "n2n"
     self_gamma: float = 2.0
+    self_ramp: bool = True
     pd_stride: int = 2
     pd_infer_stride: int = 1
     swap: bool = True
@@ -60,9 +62,11 @@ class TrainConfig:
     beta2: float = 0.99
     loss: str = "auto"
     l0_floor: float = 0.1
+    freeze_bn: bool = False
     seed: int = 0
     # run
     out: str = "runs/train"
+    minutes: float | None = None
     checkpoint_every: int = 500
     val_every: int | None = None
     log_every: int = 10
@@ -75,7 +79,7 @@ class TrainConfig:
     plot: bool = True
 
     # Fields that may change when a run is resumed (run control and data locations).
-    RESUMABLE = ("steps", "stop_at", "out", "checkpoint_every", "val_every", "log_every", "device",
+    RESUMABLE = ("steps", "stop_at", "minutes", "out", "checkpoint_every", "val_every", "log_every", "device",
                  "threads", "progress", "plot", "train_dir", "target_dir", "pkl", "compile", "val_clean")
 
     @classmethod
@@ -128,6 +132,7 @@ class TrainConfig:
             (self.schedule in SCHEDULES, f"--schedule must be one of {sorted(SCHEDULES)}"),
             (self.amp in ("none", "bf16"), "--amp must be 'none' or 'bf16'"),
             (self.steps > 0 and self.batch_size > 0, "--steps and --batch-size must be positive"),
+            (self.minutes is None or self.minutes > 0, "--minutes must be positive"),  # also refuses nan
             (self.checkpoint_every > 0 and self.log_every > 0,
              "--checkpoint-every and --log-every must be positive"),
             (self.lr > 0, "--lr must be positive"),
@@ -168,6 +173,8 @@ class TrainConfig:
 OPTION_HELP = {
     "model": "registered model name (n2n-unet, n2n-unet-gray, n2n-unet-color, unet-small, ...)",
     "model_kwargs": "extra keyword arguments of the model factory, e.g. {\"features\": 32}",
+    "init": "start from these weights instead of random ones (fine-tuning): a model name with weights, "
+            "a user model, a .safetensors file or a run folder; they must fit model and model_kwargs",
     "data": "folder (clean images + noise), pairs (noisy pair images), pkl (EE-559 pair file) or sr "
             "(clean images, bicubic-downscaled inputs: super-resolution; crop is the low-resolution patch)",
     "scale": "upscaling factor 2, 3 or 4 (data=sr only)",
@@ -184,6 +191,8 @@ OPTION_HELP = {
     "self_mode": "target=self: n2n (Neighbor2Neighbor, pixel-independent noise) or pd (blind-spot "
                  "masking on pixel-shuffle-downsampled images, spatially correlated noise)",
     "self_gamma": "target=self, n2n: weight of the regulariser, ramped linearly from 0 to it over the run",
+    "self_ramp": "target=self, n2n: ramp the regulariser's weight up from 0 over the steps (true, as when "
+                 "training from scratch) or use self_gamma from the first step (false: fine-tuning)",
     "pd_stride": "target=self, pd: pixel-shuffle downsampling stride in training",
     "pd_infer_stride": "target=self, pd: the (smaller or equal) stride at inference and validation",
     "swap": "swap input and target views at random (data=pairs, pkl)",
@@ -205,7 +214,11 @@ OPTION_HELP = {
     "beta2": "Adam beta2",
     "loss": "l2, l1, l0 (annealed), masked_l2, or auto (matched to the noise)",
     "l0_floor": "final exponent of the annealed L0 loss (> 0)",
+    "freeze_bn": "keep batch-normalisation layers in inference mode: their running statistics stay those "
+                 "of the initial weights (fine-tuning on few images; the scales and shifts still learn)",
     "seed": "seed of model initialisation, crops and noise",
+    "minutes": "stop after this many minutes of wall time in this invocation, with a checkpoint (the "
+               "schedule is unchanged; a resumed run gets a new budget); null: no time bound",
     "out": "run folder (checkpoint.pt, config.json, log.csv, curves.png)",
     "checkpoint_every": "steps between checkpoints (one is also written at exit)",
     "val_every": "steps between validations (default: checkpoint_every)",

@@ -42,21 +42,12 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
     ``command.txt``); ``note``, free text kept in the card (for instance how the run was
     extended). Returns the weights path.
     """
-    from ..models.registry import WEIGHTS_DIR, save_weights
+    from ..models.registry import save_weights
     from ..models.user import user_models_dir
     from ..noise import parse_noise
 
     out_dir = Path(weights_dir) if weights_dir is not None else user_models_dir()
-    if not name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name.endswith("+x8"):
-        raise InputError(f"bad model name {name!r}: use letters, digits, '.', '_' and '-'")
-    shipped = name in {e.name for e in _registered()}
-    in_package = out_dir.resolve() == WEIGHTS_DIR.resolve()
-    if shipped and not in_package:
-        raise InputError(f"{name!r} is the name of a shipped model; choose another name "
-                         "(your model would hide it)")
-    if in_package and not shipped:
-        raise InputError(f"the package's weights folder holds only registered models; export "
-                         f"{name!r} to the user model folder (leave out --out)")
+    check_model_name(name, out_dir)
     existing = [p for p in (out_dir / f"{name}.safetensors", out_dir / f"{name}.json") if p.exists()]
     if existing and not overwrite:
         raise OutputError(f"{existing[0]} exists; pass --force to replace it")
@@ -75,7 +66,7 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
         cmd_file = run_dir / "command.txt"
         command = cmd_file.read_text().strip() if cmd_file.is_file() else None
     step = int(ckpt["step"])
-    if command and step < cfg.steps and "--stop-at" not in command:
+    if command and step < cfg.steps and "--stop-at" not in command and cfg.minutes is None:
         command += f" --stop-at {step}"
     from ..models.registry import get_entry
     from ..models.user import build_fitting
@@ -92,7 +83,8 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
         "model_kwargs": model_kwargs,
         "channels": channels,
         "data": _describe_data(cfg),
-        "status": "final" if step >= cfg.steps else f"interim: step {step} of {cfg.steps}",
+        **({"init": f"fine-tuned from {cfg.init}"} if cfg.init else {}),
+        "status": _status(cfg, step),
         "noise": _describe_noise(cfg),
         "noise_model": repr(parse_noise(cfg.noise)) if synthetic else None,
         "targets": "clean (the originals)" if cfg.data == "sr" else cfg.target if cfg.data == "folder"
@@ -118,6 +110,32 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
     return weights
 
 
+def check_model_name(name: str, out_dir: Path) -> None:
+    """InputError unless ``name`` may be exported to ``out_dir``: letters, digits, '.', '_'
+    and '-'; never a shipped model's name outside the package's weights folder; only those
+    inside it."""
+    from ..models.registry import WEIGHTS_DIR
+
+    if not name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or name.endswith("+x8"):
+        raise InputError(f"bad model name {name!r}: use letters, digits, '.', '_' and '-'")
+    shipped = name in {e.name for e in _registered()}
+    in_package = Path(out_dir).resolve() == WEIGHTS_DIR.resolve()
+    if shipped and not in_package:
+        raise InputError(f"{name!r} is the name of a shipped model; choose another name "
+                         "(your model would hide it)")
+    if in_package and not shipped:
+        raise InputError(f"the package's weights folder holds only registered models; export "
+                         f"{name!r} to the user model folder (leave out --out)")
+
+
+def _status(cfg: TrainConfig, step: int) -> str:
+    if step >= cfg.steps:
+        return "final"
+    if cfg.minutes is not None:
+        return f"time-bounded: {step} steps (at most {cfg.minutes:g} minutes per invocation)"
+    return f"interim: step {step} of {cfg.steps}"
+
+
 def _validation(cfg: TrainConfig, ckpt: dict) -> dict:
     """The card's validation block: what was measured, against what, on which images."""
     held = ckpt.get("held_out", cfg.val_count)
@@ -128,7 +146,8 @@ def _validation(cfg: TrainConfig, ckpt: dict) -> dict:
                    reference="the held-out originals", images=f"last {held} of the sorted training folder (held out)")
     elif cfg.data == "folder" and cfg.noise in ("none", "real"):
         out.update(reference="held-out noisy photos (self-supervised figure, see VALIDATION.txt)",
-                   images=f"last {held} of the sorted training folder (held out)")
+                   images=f"last {held} of the sorted training folder (held out)" if held != 0 else
+                   "none: every photo was trained on (no validation)")
     elif cfg.data == "folder":
         out.update(noise=default_val_noise(cfg), reference="clean held-out images",
                    images=f"last {held} of the sorted training folder (held out)")
@@ -152,8 +171,10 @@ def _describe_noise(cfg: TrainConfig) -> str:
 def _describe_data(cfg: TrainConfig) -> str:
     if cfg.data in ("folder", "sr"):
         held = "a tenth (at most 20)" if cfg.val_count is None else cfg.val_count
-        return (f"{Path(cfg.train_dir).name} (clean images of {cfg.train_dir}, minus the last "
-                f"{held} held out for validation), {'gray' if cfg.gray else 'as stored'}")
+        kind = "noisy photos" if cfg.data == "folder" and cfg.noise in ("none", "real") else "clean images"
+        which = "all of them" if held == 0 else f"minus the last {held} held out for validation"
+        return (f"{Path(cfg.train_dir).name} ({kind} of {cfg.train_dir}, {which}), "
+                f"{'gray' if cfg.gray else 'as stored'}")
     if cfg.data == "pairs":
         return f"noisy pairs in {cfg.train_dir}" + (f" and {cfg.target_dir}" if cfg.target_dir else "")
     return f"EE-559 pair file {cfg.pkl}"

@@ -12,7 +12,8 @@ that ignores ``sigma``, e.g. the U-Nets):
   (g1(f(y)) - g2(f(y)))||^2`` (means over pixels) with ``f(y)`` computed without gradient;
   the regulariser corrects for ``g1(x) != g2(x)``. ``gamma`` rises linearly from 0 to
   ``self_gamma`` (default 2, the paper's value) over the run, as the authors' released
-  training script ramps it. Inference is the plain network on the whole image.
+  training script ramps it (``self_ramp=False``: ``self_gamma`` from the first step, for
+  fine-tuning a trained network). Inference is the plain network on the whole image.
 * **Blind spot on pixel-shuffle-downsampled images** (``self_mode="pd"``; the idea of
   AP-BSN, Lee et al., CVPR 2022), for spatially correlated noise. Implemented as a
   *masking scheme* (Noise2Self / Noise2Void style J-invariant loss), not a blind-spot
@@ -232,14 +233,15 @@ class SelfObjective:
     """
 
     def __init__(self, config: TrainConfig, loss_fn=None):
-        self.mode, self.gamma = config.self_mode, float(config.self_gamma)
+        self.mode, self.gamma, self.ramp = config.self_mode, float(config.self_gamma), bool(config.self_ramp)
         self.stride, self.infer_stride = int(config.pd_stride), int(config.pd_infer_stride)
         self.loss_fn, self.val_seed = loss_fn, config.seed + 12345
 
     def __call__(self, net: Forward, model: nn.Module, y: torch.Tensor, generator: torch.Generator,
                  progress: float) -> torch.Tensor:
         if self.mode == "n2n":
-            return n2n_loss(net, y, generator, gamma=self.gamma * min(max(progress, 0.0), 1.0),
+            ramp = min(max(progress, 0.0), 1.0) if self.ramp else 1.0
+            return n2n_loss(net, y, generator, gamma=self.gamma * ramp,
                             reference=model, loss_fn=self.loss_fn, progress=progress)
         return pd_loss(net, y, generator, stride=self.stride, loss_fn=self.loss_fn, progress=progress)
 

@@ -19,6 +19,13 @@ identical to having asked for the larger total from the start). ``stop_at`` ends
 early without changing its schedule. Resuming with a different model or training setup
 is refused, naming the differences.
 
+``minutes`` bounds the wall time of one invocation (:attr:`Trainer.clock`; loading the
+data and building the model come before it): the run stops cleanly at the first step
+boundary past the bound, with a checkpoint, the schedule unchanged, and the progress bar
+counts seconds of that budget instead of steps. A resumed run gets the budget again. With
+``init`` the model starts from trained weights (fine-tuning; ``freeze_bn`` then keeps the
+batch-norm statistics of those weights).
+
 Under ``torchrun --nproc_per_node=N`` the model is wrapped in DistributedDataParallel
 (gloo on CPU, nccl on GPU). Every process draws the same global batch from the same
 generator and trains on its own slice, so N processes compute the same update as one
@@ -90,6 +97,8 @@ class TrainResult:
     elapsed_s: float
     run_dir: Path
     history: list[dict] = field(default_factory=list)
+    timed_out: bool = False  # stopped by the ``minutes`` bound
+    start_step: int = 0  # the step this invocation started from (a resumed run's checkpoint)
 
 
 class Trainer:
@@ -98,6 +107,10 @@ class Trainer:
     ``data`` and ``model`` default to what ``config`` describes (:func:`build_data`,
     :func:`build_model`); tests pass small ones directly.
     """
+
+    #: The clock of the ``minutes`` bound, in seconds: wall time. A benchmark that bounds
+    #: CPU time instead may set ``time.process_time`` (on the class or an instance).
+    clock = staticmethod(time.perf_counter)
 
     def __init__(self, config: TrainConfig, *, data=None, model: nn.Module | None = None):
         config.validate()
@@ -140,6 +153,9 @@ class Trainer:
         #: (or, target="self" on noisy photos, against held-out noisy images: selfsup.VALIDATION_NOTE)
         self.noisy_reference = not getattr(self.data, "clean_reference", not hasattr(self.data, "val_pairs"))
         self.net = self._wrap(self.model)
+        #: the batch-norm layers kept in inference mode (freeze_bn)
+        self._frozen_bn = [m for m in self.model.modules()
+                           if isinstance(m, nn.modules.batchnorm._BatchNorm)] if config.freeze_bn else []
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         net = model
@@ -246,6 +262,8 @@ class Trainer:
             sigma = batch.sigma[self.dist.rank * n:(self.dist.rank + 1) * n].to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, cfg)
+        for bn in self._frozen_bn:  # validation may have put the model back in training mode
+            bn.eval()
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.amp == "bf16" \
             else contextlib.nullcontext()
         with autocast:
@@ -298,7 +316,8 @@ class Trainer:
     # ------------------------------------------------------------------ loop
 
     def fit(self, *, resume: bool = False) -> TrainResult:
-        """Train until ``steps`` (or ``stop_at``); checkpoint regularly and at exit."""
+        """Train until ``steps`` (or ``stop_at``, or ``minutes`` have passed); checkpoint
+        regularly and at exit."""
         cfg = self.config
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -313,21 +332,28 @@ class Trainer:
             note = getattr(self.data, "validation_note", None) or validation_note(self.noisy_reference)
             write_text(self.run_dir / VALIDATION, note + "\n")
         end = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
+        start_step = self.step
         val_every = cfg.val_every or cfg.checkpoint_every
         history: list[dict] = []
         loss = float("nan")
-        bar = self._progress_bar(end)
+        budget = None if cfg.minutes is None else 60.0 * cfg.minutes
+        bar = self._progress_bar(end, budget)
         old_handlers = self._catch_signals()
         t_window, n_window_images = time.perf_counter(), 0
         t_start = time.perf_counter() - self.elapsed_s
+        t_budget = self.clock()
+        timed_out = False
         try:
             while self.step < end and self._stop_signal is None:
+                if budget is not None and self.clock() - t_budget >= budget:
+                    timed_out = True
+                    break
                 loss = self.train_step()
                 self.elapsed_s = time.perf_counter() - t_start
                 self.window[0] += loss
                 self.window[1] += 1
                 n_window_images += cfg.batch_size
-                bar.update(1)
+                bar.update(1 if budget is None else min(self.clock() - t_budget, budget) - bar.n)
                 val = self.validate() if (self.step % val_every == 0 or self.step == end) and self.dist.main else None
                 if val is not None:
                     self.last_val, self.last_val_step = val, self.step
@@ -338,9 +364,12 @@ class Trainer:
                     history.append(row)
                     t_window, n_window_images = now, 0
                     psnr_key = "val_psnr_vs_noisy" if self.noisy_reference else "val_psnr"
-                    bar.set_postfix({"loss": f"{row['loss']:.5f}",
-                                     psnr_key: f"{self.last_val or float('nan'):.2f}",
-                                     "img_s": f"{row['images_per_s']:.1f}"}, refresh=False)
+                    shown = {"step": self.step} if budget is not None else {}
+                    shown.update({"loss": f"{row['loss']:.5f}"})
+                    if self.last_val is not None or self.held_out:
+                        shown[psnr_key] = f"{self.last_val or float('nan'):.2f}"
+                    shown["img_s"] = f"{row['images_per_s']:.1f}"
+                    bar.set_postfix(shown, refresh=False)
                 if self.step % cfg.checkpoint_every == 0 and self.step < end:
                     self._checkpoint()
             self._checkpoint()
@@ -351,7 +380,7 @@ class Trainer:
             bar.close()
             self._restore_signals(old_handlers)
             self.dist.close()
-        return TrainResult(self.step, loss, self.last_val, self.elapsed_s, self.run_dir, history)
+        return TrainResult(self.step, loss, self.last_val, self.elapsed_s, self.run_dir, history, timed_out, start_step)
 
     def _checkpoint(self) -> None:
         if self.dist.main:
@@ -370,12 +399,17 @@ class Trainer:
             append_log(self.run_dir / LOG, row)
         return row
 
-    def _progress_bar(self, end: int):
+    def _progress_bar(self, end: int, budget: float | None = None):
+        """A bar over the steps to ``end``, or over the seconds of a time ``budget``."""
         from tqdm import tqdm
 
         tty = sys.stderr.isatty()
-        return tqdm(total=end, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
-                    disable=not (self.config.progress and self.dist.main), mininterval=1 if tty else 60)
+        show = {"dynamic_ncols": True, "disable": not (self.config.progress and self.dist.main),
+                "mininterval": 1 if tty else 60}
+        if budget is not None:
+            return tqdm(total=budget, desc="train", unit="s", bar_format="{l_bar}{bar}| "
+                        "{n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]", **show)
+        return tqdm(total=end, initial=self.step, desc="train", unit="step", **show)
 
     def _catch_signals(self) -> dict:
         """Turn SIGTERM into a clean stop with a checkpoint (main thread only)."""
