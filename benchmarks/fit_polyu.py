@@ -38,28 +38,15 @@ import torch
 
 from denoise.errors import DenoiseError, InputError
 from denoise.evaluation.report import markdown_table
-from denoise.evaluation.testsets import data_root, repo_root
+from denoise.evaluation.testsets import data_root, photo_pairs, repo_root
 from denoise.inference import restore
-from denoise.io import list_images, read_image
+from denoise.io import read_image
 from denoise.metrics import psnr
 from denoise.models.registry import create_model
 from denoise.training.build import init_weights
 from denoise.training.fit import BATCH, CROP, LR, fit, resolve_base
 from denoise.training.trainer import Trainer
 from denoise.utils import output_file, write_text
-
-
-def pairs(folder: Path) -> list[tuple[str, Path, Path]]:
-    """``(camera, clean, noisy)`` for every file of ``clean/`` with its namesake in ``noisy/``;
-    the camera is the file name up to its first underscore."""
-    clean_dir, noisy_dir = folder / "clean", folder / "noisy"
-    if not clean_dir.is_dir() or not noisy_dir.is_dir():
-        raise InputError(f"{folder} needs the sub-folders clean/ and noisy/")
-    found = [(p.name.split("_")[0], p, noisy_dir / p.name) for p in list_images(clean_dir)
-             if (noisy_dir / p.name).is_file()]
-    if not found:
-        raise InputError(f"no clean/noisy pairs in {folder}")
-    return found
 
 
 def budgets_arg(text: str) -> list[float]:
@@ -188,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         if folder is None or not folder.is_dir():
             raise InputError("PolyU not found: pass --data or set DENOISE_DATA to the image data folder")
         cameras: dict[str, list] = defaultdict(list)
-        for camera, clean_path, noisy_path in pairs(folder)[::max(1, args.every)]:
+        for camera, clean_path, noisy_path in photo_pairs(folder)[::max(1, args.every)]:
             clean, noisy = read_image(clean_path)[0], read_image(noisy_path)[0]
             if clean.shape != noisy.shape or clean.shape[1] != 3:
                 raise InputError(f"{clean_path.name}: clean and noisy must be color photos of one size")

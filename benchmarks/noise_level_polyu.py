@@ -34,26 +34,13 @@ import torch.nn.functional as F
 
 from denoise.errors import DenoiseError, InputError
 from denoise.estimate import estimate_sigma
-from denoise.evaluation.testsets import data_root, repo_root
-from denoise.io import list_images, read_image
+from denoise.evaluation.testsets import data_root, photo_pairs, repo_root
+from denoise.io import read_image
 from denoise.noise_level import BINS, BLOCK, estimate_noise_level
 from denoise.utils import output_file, write_text
 
 #: What each pooled statistic sums, per camera and bin.
 FIELDS = ("count", "res", "res2", "fine2", "ours2", "mad2")
-
-
-def pairs(folder: Path) -> list[tuple[str, Path, Path]]:
-    """``(camera, clean, noisy)`` for every file of ``clean/`` with its namesake in ``noisy/``;
-    the camera is the file name up to its first underscore."""
-    clean_dir, noisy_dir = folder / "clean", folder / "noisy"
-    if not clean_dir.is_dir() or not noisy_dir.is_dir():
-        raise InputError(f"{folder} needs the sub-folders clean/ and noisy/")
-    found = [(p.name.split("_")[0], p, noisy_dir / p.name) for p in list_images(clean_dir)
-             if (noisy_dir / p.name).is_file()]
-    if not found:
-        raise InputError(f"no clean/noisy pairs in {folder}")
-    return found
 
 
 def fine_residual(res: torch.Tensor) -> torch.Tensor:
@@ -177,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.data or (root / "PolyU" if root is not None else None)
         if folder is None or not folder.is_dir():
             raise InputError("PolyU not found: pass --data or set DENOISE_DATA to the image data folder")
-        found = pairs(folder)[::max(1, args.every)]
+        found = photo_pairs(folder)[::max(1, args.every)]
         cameras: dict[str, dict] = {}
         images: dict[str, list] = defaultdict(list)
         for i, (camera, clean_path, noisy_path) in enumerate(found, 1):

@@ -39,9 +39,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from denoise.evaluation import testsets as datasets
 from denoise.errors import DenoiseError, InputError
+from denoise.evaluation import testsets as datasets
 from denoise.evaluation.results import reference_model
+from denoise.evaluation.testsets import photo_pairs
 from denoise.inference import restore, supports_channels
 from denoise.metrics import psnr, ssim
 from denoise.models.registry import get_entry
@@ -67,16 +68,10 @@ def to_tensor(im: Image.Image) -> torch.Tensor:
 
 
 def load_pairs(folder: Path, every: int) -> list[tuple[str, Image.Image, Image.Image]]:
-    noisy_dir, clean_dir = folder / "noisy", folder / "clean"
-    if not noisy_dir.is_dir() or not clean_dir.is_dir():
-        raise InputError(f"{folder} needs clean/ and noisy/ folders of paired photos")
-    names = sorted(p.name for p in noisy_dir.iterdir() if (clean_dir / p.name).is_file())
-    if not names:
-        raise InputError(f"no photo of {noisy_dir} has a clean reference of the same name in {clean_dir}")
     pairs = []
-    for name in names[::every]:
-        with Image.open(noisy_dir / name) as n, Image.open(clean_dir / name) as c:
-            pairs.append((name, n.convert("RGB"), c.convert("RGB")))
+    for _, clean, noisy in photo_pairs(folder)[::every]:
+        with Image.open(noisy) as n, Image.open(clean) as c:
+            pairs.append((noisy.name, n.convert("RGB"), c.convert("RGB")))
     return pairs
 
 

@@ -14,7 +14,7 @@ import torch
 from ..errors import InputError
 from ..io import list_images, read_image, rgb_to_gray
 
-__all__ = ["ENV_VAR", "repo_root", "data_root", "available_sets", "load_set"]
+__all__ = ["ENV_VAR", "repo_root", "data_root", "available_sets", "load_set", "photo_pairs"]
 
 #: Environment variable naming the data folder.
 ENV_VAR = "DENOISE_DATA"
@@ -92,3 +92,18 @@ def _convert(x: torch.Tensor, gray: bool | None) -> torch.Tensor:
     if gray:
         return rgb_to_gray(x)
     return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
+
+
+def photo_pairs(folder: Path) -> list[tuple[str, Path, Path]]:
+    """``(camera, clean, noisy)`` for every image of ``folder/clean`` with its namesake in
+    ``folder/noisy`` (a real-noise set such as PolyU), sorted by name; the camera is the
+    file name up to its first underscore."""
+    folder = Path(folder)
+    clean_dir, noisy_dir = folder / "clean", folder / "noisy"
+    if not clean_dir.is_dir() or not noisy_dir.is_dir():
+        raise InputError(f"{folder} needs the sub-folders clean/ and noisy/")
+    found = [(p.name.split("_")[0], p, noisy_dir / p.name) for p in list_images(clean_dir)
+             if (noisy_dir / p.name).is_file()]
+    if not found:
+        raise InputError(f"no clean/noisy pairs in {folder}")
+    return found
