@@ -9,6 +9,7 @@ from ..utils import atomic_path
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 LOG = "log.csv"
+VALIDATION = "VALIDATION.txt"
 CURVES = "curves.png"
 LOG_FIELDS = ["step", "loss", "lr", "images_per_s", "wall_s", "val_psnr"]
 
@@ -65,3 +66,16 @@ def plot_curves(log_path: Path, png_path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=100)
 
 
+def validation_note(noisy_reference: bool) -> str:
+    """What the run's validation PSNR means (written into the run folder)."""
+    if not noisy_reference:
+        return ("Validation PSNR (log.csv, val_psnr): the mean PSNR in dB of the model's outputs, "
+                "clipped to [0, 1], against clean references of held-out images. Higher is better.")
+    return ("Validation PSNR (log.csv, val_psnr; 'val_psnr_vs_noisy' on the progress bar) is measured "
+            "against the held-out pairs' second noisy view, not against a clean image. That reference "
+            "carries its own noise, so the figure sits well below what the model reaches against a "
+            "clean image, and even below the PSNR the noisy input would score against a clean one: "
+            "a perfect denoiser scores about 10*log10(1/noise variance) of the target view. Watch its "
+            "trend (it rises as the model improves), not its level. To measure against clean images, "
+            "put a few clean versions of held-out inputs, named like them, in a folder and pass "
+            "--val-clean FOLDER.")

@@ -57,34 +57,11 @@ from .build import build_data, build_model, folder_data  # noqa: F401 - re-expor
 from .config import TrainConfig, learning_rate
 from .distributed import Dist
 from .losses import get_loss
-from .runlog import (
-    CHECKPOINT,
-    CONFIG,
-    CURVES,
-    LOG,
-    append_log,
-    plot_curves,
-    truncate_log,
-)
+from .runlog import CHECKPOINT, CONFIG, CURVES, LOG, VALIDATION, append_log, plot_curves, truncate_log, validation_note
 from .selfsup import objective_for
 
 CHECKPOINT_FORMAT = 1
-VALIDATION = "VALIDATION.txt"
 
-
-def validation_note(noisy_reference: bool) -> str:
-    """What the run's validation PSNR means (written into the run folder)."""
-    if not noisy_reference:
-        return ("Validation PSNR (log.csv, val_psnr): the mean PSNR in dB of the model's outputs, "
-                "clipped to [0, 1], against clean references of held-out images. Higher is better.")
-    return ("Validation PSNR (log.csv, val_psnr; 'val_psnr_vs_noisy' on the progress bar) is measured "
-            "against the held-out pairs' second noisy view, not against a clean image. That reference "
-            "carries its own noise, so the figure sits well below what the model reaches against a "
-            "clean image, and even below the PSNR the noisy input would score against a clean one: "
-            "a perfect denoiser scores about 10*log10(1/noise variance) of the target view. Watch its "
-            "trend (it rises as the model improves), not its level. To measure against clean images, "
-            "put a few clean versions of held-out inputs, named like them, in a folder and pass "
-            "--val-clean FOLDER.")
 
 # --------------------------------------------------------------------------- trainer
 
