@@ -42,7 +42,7 @@ from PIL import Image
 
 from denoise.errors import DenoiseError, InputError
 from denoise.evaluation import testsets as datasets
-from denoise.evaluation.results import reference_model
+from denoise.evaluation.results import reference_model, timed_restore
 from denoise.evaluation.testsets import photo_pairs
 from denoise.inference import restore, supports_channels
 from denoise.metrics import psnr, ssim
@@ -92,13 +92,6 @@ def resolve(models: list[str], channels: int) -> list[tuple[str, object, str]]:
     return out
 
 
-def cpu_timed(model, x: torch.Tensor) -> tuple[torch.Tensor, float]:
-    restore(x[..., :64, :64], model, tile=None, device="cpu", warn_ignored_sigma=False)
-    start = time.process_time()
-    y = restore(x, model, tile=None, device="cpu", warn_ignored_sigma=False).output
-    return y, time.process_time() - start
-
-
 def evaluate(pairs, models, gray: bool, progress=None) -> dict:
     """Per-photo scores of each model, the noisy input and the FFDNet cost reference."""
     channels = 1 if gray else 3
@@ -113,11 +106,11 @@ def evaluate(pairs, models, gray: bool, progress=None) -> dict:
                "psnr": {"noisy": float(psnr(noisy, clean)[0])}, "ssim": {"noisy": float(ssim(noisy, clean)[0])},
                "cpu_s_per_mp": {}}
         for label, model in runnable:
-            y, cpu = cpu_timed(model, noisy)
+            y, cpu, _ = timed_restore(model, noisy, None)
             row["psnr"][label] = float(psnr(y, clean)[0])
             row["ssim"][label] = float(ssim(y, clean)[0])
             row["cpu_s_per_mp"][label] = cpu / mp
-        _, cpu = cpu_timed(ref, noisy)
+        _, cpu, _ = timed_restore(ref, noisy, 10 / 255)
         row["cpu_s_per_mp"]["FFDNet architecture"] = cpu / mp
         photos.append(row)
         if progress is not None:

@@ -240,7 +240,7 @@ def reference_model(label: str, channels: int, seed: int = 0) -> nn.Module:
         return create_model(REFERENCES[label], pretrained=False, channels=channels)
 
 
-def _timed(model: str | nn.Module, noisy: torch.Tensor, level) -> tuple[torch.Tensor, float, float]:
+def timed_restore(model: str | nn.Module, noisy: torch.Tensor, level) -> tuple[torch.Tensor, float, float]:
     """``(clipped output, CPU seconds, wall seconds)`` of one forward pass, untiled, on the
     CPU, after an untimed warm-up on a crop."""
     restore(noisy[..., :WARM_UP_SIZE, :WARM_UP_SIZE], model, level, tile=None, device="cpu",
@@ -364,7 +364,7 @@ def _measure_set(label: str, images: list, channels: int, sigma: float, models: 
         bar.set_postfix_str(f"{label} σ={sigma:g} {model}")
         result = Measured(label, sigma, model, channels=channels)
         for (name, clean), (y, level) in zip(images, noisy):
-            output, cpu, wall = _timed(model, y, level)
+            output, cpu, wall = timed_restore(model, y, level)
             result.images.append(score_image(name, output, clean, cpu))
             result.wall_seconds += wall
             bar.update()
@@ -382,7 +382,7 @@ def _time_references(label: str, images: list, channels: int, sigma: float, seed
         net = reference_model(ref, channels, seed)
         result = Measured(label, sigma, reference_label(ref), channels=channels, reference=True)
         for (name, clean), (y, level) in zip(images, noisy):
-            _, cpu, wall = _timed(net, y, level)
+            _, cpu, wall = timed_restore(net, y, level)
             result.images.append(ImageScore(name, math.nan, math.nan, cpu, clean.shape[-2] * clean.shape[-1]))
             result.wall_seconds += wall
             bar.update()
