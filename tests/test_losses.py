@@ -12,6 +12,7 @@ from denoise.training.losses import (
     l2_loss,
     loss_for_noise,
     masked_l2_loss,
+    relative_l2_loss,
 )
 
 
@@ -30,6 +31,21 @@ def test_masked_l2_ignores_unknown_target_pixels(generator):
     m = mask.expand_as(pred).bool()
     assert torch.allclose(base, ((pred - target)[m] ** 2).mean())
     assert torch.equal(masked_l2_loss(pred, target), l2_loss(pred, target))
+
+
+def test_relative_l2_weights_each_sample_by_its_noise_energy(generator):
+    clean = torch.rand(2, 3, 16, 16, generator=generator)
+    noise = torch.randn(2, 3, 16, 16, generator=generator) * torch.tensor([0.01, 0.2]).view(2, 1, 1, 1)
+    noisy = clean + noise
+    # Halving each sample's noise leaves a quarter of its energy, whatever its level...
+    assert torch.allclose(relative_l2_loss(clean + noise / 2, clean, noisy=noisy), torch.tensor(0.25))
+    # ...whereas plain L2 sees only the strong sample: the weak one's error is 400x smaller.
+    weak_only = torch.stack([noisy[0], clean[1]])
+    assert relative_l2_loss(weak_only, clean, noisy=noisy) == pytest.approx(0.5, rel=1e-5)
+    assert l2_loss(weak_only, clean) < 0.01 * l2_loss(noisy, clean)
+    with pytest.raises(InputError, match="noisy input"):
+        relative_l2_loss(noisy, clean)
+    assert get_loss("l2_rel") is relative_l2_loss
 
 
 def test_annealed_l0_schedule_stops_at_a_positive_floor(generator):

@@ -1,21 +1,26 @@
 """The results report (``denoise report``): its files and rows on tiny real image sets, the
 benchmark's protocol kept, the cost references, the ranking ``default`` follows (and its
-fallbacks), and the DnCNN recipe's configs."""
+fallbacks), the super-resolution part, and the DnCNN recipe's configs."""
 from __future__ import annotations
 
 import json
 import math
 import os
+import shlex
 from pathlib import Path
 
 import pytest
 import torch
 
 from denoise import inference
-from denoise.cli.main import main
+from denoise.cli.main import build_parser, main
+from denoise.cli.report import command_line
+from denoise.errors import InputError
 from denoise.evaluation.bench import NOISY, ImageScore, bench, load_test_set
-from denoise.evaluation.results import REFERENCES, Measured, Report, reference_label
-from denoise.evaluation.results_report import published_mean, write_report
+from denoise.evaluation.results import REFERENCES, Measured, Report, reference_label, run_report, shipped_models
+from denoise.evaluation.results_report import published_mean, to_markdown, write_report
+from denoise.evaluation.results_sr import shipped_sr_models
+from denoise.evaluation.sr_report import SRBenchReport, SRImageScore, SRResult
 from denoise.io import write_image
 from denoise.models.ffdnet import DnCNN
 from denoise.models.registry import ModelEntry, get_entry
@@ -44,7 +49,8 @@ def tiny_sets(data_root, tmp_path_factory) -> tuple[Path, Path]:
 def _report(tiny_sets, out: Path, *extra: str) -> int:
     gray, color = tiny_sets
     return main(["report", "--sets", f"{gray},{color}", "--sigma", "25", "--out", str(out),
-                 "--train-steps", "1", "--train-batch", "1", "--train-crop", "16", "-q", *extra])
+                 "--train-steps", "1", "--train-batch", "1", "--train-crop", "16", "-q",
+                 "--sr-sets", "none", *extra])
 
 
 def test_quick_report_writes_results_md_json_and_figure(tiny_sets, tmp_path, capsys):
@@ -81,6 +87,8 @@ def test_quick_report_writes_results_md_json_and_figure(tiny_sets, tmp_path, cap
     for header in ("## Gray images: tinygray", "## Color images: tinycolor", "## Cost", "## Quality versus speed"):
         assert header in text
     assert "| tinygray |  25 |   2 |" in text
+    assert "## Super-resolution" not in text and "sr" not in data and "sr_note" not in data  # --sr-sets none
+    assert "--sr-sets none" in data["command"]
 
 
 def test_report_keeps_the_benchmarks_protocol(tiny_sets, tmp_path):
@@ -108,6 +116,127 @@ def test_update_default_writes_the_ranking_default_follows(tiny_sets, tmp_path, 
     best = max(["dct", "n2n-unet-gray"], key=lambda m: gray[m]["psnr"])
     assert saved["default"]["1"][0] == best == inference.default_model_name(1)
     assert saved["default"]["3"] == ["dct"] and inference.default_model_name(3) == "dct"
+
+
+# ----------------------------------------------------------------------------- super-resolution
+
+def _one_image_set(folder: Path) -> Path:
+    """A denoising set of one small gray image (no data needed)."""
+    folder.mkdir()
+    write_image(folder / "a.png", torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)))
+    return folder
+
+
+def _sr_section(text: str) -> str:
+    assert text.count("## Super-resolution") == 1
+    return text.split("## Super-resolution", 1)[1]
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _row(section: str, name: str, scale: str) -> str:
+    """The first table row of a set and scale (the PSNR table's)."""
+    return next(line for line in section.splitlines() if line.startswith("|") and _cells(line)[:2] == [name, scale])
+
+
+def test_shipped_sr_models_are_those_with_weights(monkeypatch):
+    names = shipped_sr_models()
+    assert {"espcn-x2", "espcn-x3", "espcn-x4"} <= set(names)
+    assert all(get_entry(n).has_weights() and get_entry(n).scale > 1 for n in names)
+    assert not set(names) & set(shipped_models())  # the denoising part has no SR model
+    assert ("rdn-x2" in names) == get_entry("rdn-x2").has_weights()
+    monkeypatch.setattr(ModelEntry, "has_weights", lambda self: self.pretrained)  # every weight file there
+    assert {"rdn-x2", "rdn-x4"} <= set(shipped_sr_models())
+    assert not {"ffdnet-gray", "bicubic", "espcn", "rdn"} & set(shipped_sr_models())
+    assert not {"rdn-x2", "espcn-x2"} & set(shipped_models())
+
+
+def test_report_has_the_super_resolution_rows(data_root, tmp_path):
+    if not (data_root / "SR_LR" / "Set5" / "LR" / "x2").is_dir():
+        pytest.skip("SR_LR/Set5 not found in the data folder")
+    gray = _one_image_set(tmp_path / "gray")
+    report = run_report([str(gray)], [25], ["dct"], max_images=1, train_steps=0, progress=False,
+                        sr_sets=["Set5"], sr_scales=[2])
+    write_report(report, tmp_path / "r")
+    text = (tmp_path / "r" / "RESULTS.md").read_text()
+    data = json.loads((tmp_path / "r" / "results.json").read_text())
+    # after the denoising part, which is unchanged
+    assert text.index("## Super-resolution") > text.index("## Protocol") > text.index("## Gray images: gray")
+    assert [r["model"] for r in data["results"]] == [NOISY, "dct"] and "sr_note" not in data
+    sr = {(r["set"], r["scale"], r["model"]): r for r in data["sr"]["results"]}
+    label = "Set5 (first 1)"
+    assert set(sr) == {(label, 2, m) for m in ["bicubic", *shipped_sr_models()]}
+    espcn, bicubic = sr[(label, 2, "espcn-x2")], sr[(label, 2, "bicubic")]
+    assert espcn["n_images"] == bicubic["n_images"] == 1
+    assert [s["name"] for s in espcn["per_image"]] == ["img_001_SRF_2"]
+    assert 30 < bicubic["psnr"] < espcn["psnr"] < 45 and 0.8 < bicubic["ssim"] < espcn["ssim"] < 1
+    assert espcn["cpu_sec_per_mp"] > 0 and espcn["output_megapixels"] == pytest.approx(512 * 512 / 1e6)
+    assert not sr[(label, 2, "espcn-x4")]["ran"]  # another scale: in the notes
+    assert "espcn-x4: upscales by x4 only; x2 skipped" in data["sr"]["notes"]
+    section = _sr_section(text)
+    header = next(line for line in section.splitlines() if line.startswith("| set "))
+    assert "| bicubic |" in header and "| espcn-x2 |" in header
+    header, row = _cells(header), _cells(_row(section, label, "x2"))
+    assert row[header.index("espcn-x2")] == f"{espcn['psnr']:.2f}"
+    assert row[header.index("bicubic")] == f"{bicubic['psnr']:.2f}" and row[header.index("espcn-x4")] == "–"
+    assert "CPU s / MP" in section and "Super-resolution protocol:" in section and "Note:" not in section
+
+
+def test_report_sr_tables_carry_the_published_figures(tmp_path):
+    def result(model: str, psnr: float) -> SRResult:
+        return SRResult("Set5", 2, model, [SRImageScore("baby", psnr, 0.95, 0.1, 0.1, 1_000_000)])
+
+    refs = [_measured("g", reference_label(r), math.nan, 3.0, reference=True) for r in REFERENCES]
+    sr = SRBenchReport([result("bicubic", 33.7), result("espcn-x2", 36.1)])
+    report = Report([_measured("g", "dct", 28.0, 0.5)], refs, [], {"g": 1}, [25.0], 0, 1, sr=sr)
+    section = _sr_section(to_markdown(report, "f.png"))
+    assert "Bicubic †" in section and "RDN †" in section
+    header, row = _cells(next(line for line in section.splitlines() if line.startswith("| set "))), \
+        _cells(_row(section, "Set5", "x2"))
+    assert row[header.index("bicubic")] == "33.70" and row[header.index("espcn-x2")] == "36.10"
+    assert row[header.index("Bicubic †")] == "33.66" and row[header.index("RDN †")] == "38.24"
+    assert report.to_dict()["sr"]["published_psnr"]["Set5 / x2"]["Bicubic"] == 33.66
+
+
+def test_report_without_sr_sets_or_with_a_missing_one(tmp_path, capsys):
+    gray = _one_image_set(tmp_path / "gray")
+    report = run_report([str(gray)], [25], ["dct"], train_steps=0, progress=False, sr_sets=[])
+    assert report.sr is None and report.sr_note == ""
+    assert "Super-resolution" not in to_markdown(report, "f.png") and "sr" not in report.to_dict()
+    # a set that is not there: the report is still written, with a note
+    out = tmp_path / "r"
+    assert main(["report", "--sets", str(gray), "--sigma", "25", "--models", "dct", "--train-steps", "0",
+                 "--sr-sets", "NoSuchSet", "--sr-scales", "2", "--out", str(out), "-q"]) == 0
+    assert "super-resolution: SR test sets not found" in capsys.readouterr().out
+    section = _sr_section((out / "RESULTS.md").read_text())
+    assert "Note: SR test sets not found, not run: " in section and "'NoSuchSet'" in section
+    assert "| set " not in section  # no table
+    data = json.loads((out / "results.json").read_text())
+    assert "sr" not in data and "NoSuchSet" in data["sr_note"] and data["results"][1]["model"] == "dct"
+    # a bad scale is refused before any work
+    with pytest.raises(InputError, match="scale"):
+        run_report([str(gray)], [25], ["dct"], train_steps=0, progress=False, sr_scales=[5])
+    assert main(["report", "--sets", str(gray), "--sr-scales", "2,5", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("options,recorded", [
+    ([], ""),
+    (["--sr-sets", "Set5,Set14", "--sr-scales", "2,3,4"], ""),  # the defaults
+    (["--sr-sets", "Set5", "--sr-scales", "2,4"], "--sr-sets Set5 --sr-scales 2,4"),
+    (["--sr-sets", "none"], "--sr-sets none"),
+    (["--sr-scales", "3", "--quick"], "--sr-scales 3 --quick"),
+])
+def test_command_line_records_the_sr_options(options, recorded):
+    parser = build_parser()
+    args = parser.parse_args(["report", "--out", "o", *options])
+    command = command_line(args)
+    assert command == f"denoise report --out o {recorded}".rstrip()
+    again = parser.parse_args(shlex.split(command)[1:])
+    assert (again.sr_sets, again.sr_scales, again.quick) == (args.sr_sets, args.sr_scales, args.quick)
+    assert args.sr_sets == ([] if "none" in options else ["Set5"] if "Set5" in options else ["Set5", "Set14"])
 
 
 def _write(path: Path, default: dict) -> Path:

@@ -1,7 +1,7 @@
 """``denoise report``: regenerate RESULTS.md (every shipped model and the classical
 baselines on the field's test sets, beside the published figures, with CPU costs and the
-published architectures' costs measured in the same run), and optionally the ranking
-that ``default`` follows."""
+published architectures' costs measured in the same run; the shipped super-resolution
+models and bicubic on the SR test sets), and optionally the ranking that ``default`` follows."""
 from __future__ import annotations
 
 import argparse
@@ -11,10 +11,26 @@ from ..errors import InputError
 from .args import comma_list, paragraphs, positive_int, sigma_value
 
 _DEFAULT_OUT = "benchmarks/results"
+_NO_SR = "none"
+
+
+def sr_sets(text: str) -> list[str]:
+    """``--sr-sets``: comma-separated SR test sets, or "none" (no SR part)."""
+    return [] if text.strip().lower() == _NO_SR else comma_list()(text)
+
+
+def sr_scale(text: str) -> int:
+    """An SR scale: 2, 3 or 4."""
+    from ..models.sr import SCALES
+
+    if text.strip() not in {str(s) for s in SCALES}:
+        raise argparse.ArgumentTypeError(f"expected a scale among {', '.join(map(str, SCALES))}, got {text!r}")
+    return int(text)
 
 
 def register(sub) -> None:
     from ..evaluation.results import DEFAULT_SETS, DEFAULT_SIGMAS, QUICK_IMAGES, RECIPE_CROP
+    from ..evaluation.results_sr import SR_SCALES, SR_SETS
 
     p = sub.add_parser(
         "report", help="regenerate RESULTS.md: every shipped model and the baselines, quality and cost",
@@ -25,6 +41,10 @@ def register(sub) -> None:
             "('denoise bench --help'), time the published FFDNet and DnCNN architectures "
             "(this package's, random weights, no weights loaded) on the same images, and write "
             "RESULTS.md, results.json and quality_speed.png into --out (replaced).",
+            "Then the shipped super-resolution models with weights and bicubic run on the SR "
+            "test sets (--sr-sets, under <data root>/SR_LR) at each scale with the SR "
+            "benchmark's protocol ('denoise bench --task sr'), beside the published figures; "
+            "SR sets that are not found are a note in RESULTS.md.",
             "Costs are CPU seconds per megapixel measured in this run (process CPU time, so "
             "other load on the machine matters less than to wall time). The full run is long: "
             "every model on every image at every sigma; --quick is a smoke run."),
@@ -39,9 +59,16 @@ def register(sub) -> None:
     p.add_argument("--sigma", type=comma_list(sigma_value), default=list(DEFAULT_SIGMAS),
                    metavar="S[,S...]", help="AWGN levels on the 0-255 scale (default 15,25,50)")
     p.add_argument("--models", type=comma_list(), default=None, metavar="A,B,...",
-                   help="models to run (default: every shipped model with weights, then dct and bm3d)")
+                   help="denoisers to run (default: every shipped denoiser with weights, then dct and "
+                        "bm3d)")
+    p.add_argument("--sr-sets", type=sr_sets, default=list(SR_SETS), metavar="A,B,...",
+                   help="super-resolution test sets: names under <data root>/SR_LR or folders "
+                        f"holding HR/xS and LR/xS (default {','.join(SR_SETS)}; {_NO_SR}: no "
+                        "super-resolution part)")
+    p.add_argument("--sr-scales", type=comma_list(sr_scale), default=list(SR_SCALES), metavar="S[,S...]",
+                   help=f"super-resolution scales (default {','.join(map(str, SR_SCALES))})")
     p.add_argument("--quick", action="store_true",
-                   help=f"a smoke run: only the first {QUICK_IMAGES} images of each set")
+                   help=f"a smoke run: only the first {QUICK_IMAGES} images of each set (SR sets too)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="torch CPU threads during the run (default 1)")
@@ -62,6 +89,7 @@ def register(sub) -> None:
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this run (options left at their defaults omitted)."""
     from ..evaluation.results import DEFAULT_SETS, DEFAULT_SIGMAS, RECIPE_CROP
+    from ..evaluation.results_sr import SR_SCALES, SR_SETS
 
     parts = ["denoise", "report", "--out", args.out]
     if list(args.sets) != list(DEFAULT_SETS):
@@ -70,6 +98,10 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--sigma", ",".join(f"{s:g}" for s in args.sigma)]
     if args.models is not None:
         parts += ["--models", ",".join(args.models)]
+    if list(args.sr_sets) != list(SR_SETS):
+        parts += ["--sr-sets", ",".join(args.sr_sets) or _NO_SR]
+    if list(args.sr_scales) != list(SR_SCALES):
+        parts += ["--sr-scales", ",".join(map(str, args.sr_scales))]
     parts += ["--quick"] if args.quick else []
     parts += ["--seed", str(args.seed)] if args.seed else []
     parts += ["--threads", str(args.threads)] if args.threads != 1 else []
@@ -94,12 +126,15 @@ def cmd_report(args: argparse.Namespace) -> int:
                         max_images=QUICK_IMAGES if args.quick else None, threads=args.threads,
                         train_steps=args.train_steps,
                         train_batch=args.train_batch, train_crop=args.train_crop,
-                        progress=not args.quiet, command=command_line(args))
+                        progress=not args.quiet, command=command_line(args),
+                        sr_sets=args.sr_sets, sr_scales=args.sr_scales)
     files = write_report(report, args.out)
     if args.update_default:
         files.append(write_ranking(report, inference.RANKING_FILE))
     for channels, names in report.default_order().items():
         kind = {1: "gray", 3: "color"}.get(channels, f"{channels}-channel")
         print(f"best for {kind} images (may be default): {names[0] if names else 'none'}")
+    if report.sr_note:
+        print(f"super-resolution: {report.sr_note}")
     print("wrote " + ", ".join(str(f) for f in files))
     return 0

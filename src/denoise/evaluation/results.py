@@ -18,6 +18,8 @@ test sets, beside the published figures, with costs measured in the same run.
 * Ranking: per channel count, the models by mean PSNR over that channel count's sets at
   sigma 25 (single pass), each with its CPU time relative to the FFDNet architecture's; a
   model may become ``default`` when it ships with the package and needs no optional package.
+* Super-resolution: the shipped SR models and bicubic on Set5 and Set14 by the SR
+  benchmark's protocol (:mod:`.results_sr`), after the denoisers; not part of the ranking.
 """
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ from .bench import (
     score_image,
 )
 from .report import mean
+from .results_sr import SR_SCALES, SR_SETS, check_sr_scales, run_sr
+from .sr_report import SRBenchReport
 
 #: The field's test sets: gray Set12 and BSD68, color CBSD68 and Kodak24 (500 x 500 crops).
 DEFAULT_SETS = ("Set12", "BSD68", "CBSD68", "Kodak24")
@@ -75,7 +79,8 @@ def reference_label(label: str) -> str:
 
 def shipped_models() -> list[str]:
     """The denoisers whose weights ship with the package, then the classical baselines
-    of :data:`CLASSICAL` that can run here."""
+    of :data:`CLASSICAL` that can run here (no super-resolution model: see
+    :func:`.results_sr.shipped_sr_models`)."""
     from ..models.registry import get_entry, list_models
 
     learned = [e.name for e in list_models(user=False)
@@ -139,6 +144,8 @@ class Report:
     command: str = ""
     date: str = ""
     machine: dict = field(default_factory=dict)
+    sr: SRBenchReport | None = None  # the super-resolution part (None: not run)
+    sr_note: str = ""  # why (part of) it was not run
 
     @property
     def rank_sigma(self) -> float:
@@ -191,6 +198,7 @@ class Report:
         return {c: [row["model"] for row in rows if row["eligible"]] for c, rows in self.ranking().items()}
 
     def to_dict(self) -> dict:
+        sr = {"sr": self.sr.to_dict()} if self.sr is not None else {}
         return {"date": self.date, "command": self.command, "machine": self.machine,
                 "threads": self.threads, "seed": self.seed, "sigmas": self.sigmas,
                 "sets": self.sets, "protocol": PROTOCOL, "rank_sigma": self.rank_sigma,
@@ -199,7 +207,8 @@ class Report:
                 "training_cost": [t.to_dict() for t in self.training],
                 "ranking": {str(c): rows for c, rows in self.ranking().items()},
                 "published_psnr": {f"{name} / {s:g}": PUBLISHED[(name, int(s))] for name in self.sets
-                                   for s in self.sigmas if s.is_integer() and (name, int(s)) in PUBLISHED}}
+                                   for s in self.sigmas if s.is_integer() and (name, int(s)) in PUBLISHED},
+                **sr, **({"sr_note": self.sr_note} if self.sr_note else {})}
 
 
 def _why_not(model: str) -> str:
@@ -302,7 +311,8 @@ def _load(sets: Sequence[str], max_images: int | None) -> list[tuple[str, list, 
 def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEFAULT_SIGMAS,
                models: Sequence[str] | None = None, *, seed: int = 0, max_images: int | None = None,
                threads: int = 1, train_steps: int = 2, train_batch: int = 16, train_crop: int = RECIPE_CROP,
-               progress: bool = True, command: str = "") -> Report:
+               progress: bool = True, command: str = "", sr_sets: Sequence[str] = SR_SETS,
+               sr_scales: Sequence[int] = SR_SCALES) -> Report:
     """Measure the report (see the module docstring); nothing is written.
 
     Args:
@@ -315,6 +325,9 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
         train_steps: timed training steps per reference architecture (0: none).
         train_batch, train_crop: the batch those steps run on.
         command: the command line that ran the report, recorded in it.
+        sr_sets: super-resolution test sets (names under ``<data root>/SR_LR``, or folders
+            holding ``HR/xS`` and ``LR/xS``); empty: no SR part. A set not found is a note.
+        sr_scales: the SR scales (2, 3, 4); ``max_images`` limits the SR sets too.
     """
     from tqdm.auto import tqdm
 
@@ -323,6 +336,9 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
     _check(sets, sigmas, models, threads)
     if train_steps < 0 or train_batch < 1 or train_crop < 8:
         raise InputError("training cost: steps >= 0, batch >= 1 and crop >= 8 pixels")
+    if sr_sets and not sr_scales:
+        raise InputError("the super-resolution part needs at least one scale (or no SR sets)")
+    sr_scales = check_sr_scales(sr_scales)
     loaded = _load(sets, max_images)
     ref_sigma = RANK_SIGMA if RANK_SIGMA in sigmas else sigmas[0]
     groups = sorted({c for _, _, c in loaded})
@@ -345,11 +361,12 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
                     training.append(train_cost(ref, channels, batch=train_batch, crop=train_crop,
                                                steps=train_steps, seed=seed))
                     bar.update()
+        sr, sr_note = run_sr(sr_sets, sr_scales, max_images=max_images, progress=progress)
     finally:
         torch.set_num_threads(old_threads)
     return Report(results, references, training, {label: c for label, _, c in loaded}, sigmas, seed,
                   threads, command, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  machine(threads))
+                  machine(threads), sr, sr_note)
 
 
 def _measure_set(label: str, images: list, channels: int, sigma: float, models: Sequence[str],

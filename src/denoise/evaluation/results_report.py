@@ -10,6 +10,7 @@ from ..errors import OutputError
 from ..utils import output_file, write_json, write_text
 from .bench import NOISY, PROTOCOL, PUBLISHED
 from .report import markdown_table
+from .results_sr import SR_BASELINE
 from .results import (
     CEILING,
     FIGURE,
@@ -22,6 +23,7 @@ from .results import (
     Report,
     reference_label,
 )
+from .sr_report import SR_PROTOCOL
 
 _KIND = {1: "gray", 3: "color"}
 
@@ -156,7 +158,25 @@ def to_markdown(report: Report, figure: str) -> str:
     sections += [f"## Quality versus speed\n\n![PSNR at σ={report.rank_sigma:g} versus CPU seconds "
                  f"per megapixel]({figure})",
                  "## Protocol\n\n" + PROTOCOL.rstrip()]
+    if report.sr is not None or report.sr_note:
+        sections.append(sr_markdown(report))
     return "\n\n".join(sections) + "\n"
+
+
+def sr_markdown(report: Report) -> str:
+    """The section on the super-resolution part: its tables (our figures beside the
+    published ones), its note, and its protocol."""
+    parts = ["## Super-resolution",
+             f"The shipped super-resolution models and {SR_BASELINE} interpolation on the SR "
+             "literature's test sets (`SR_LR`: the published low-resolution inputs), in the same "
+             "run, by the protocol of `denoise bench --task sr` (below); not part of the ranking."]
+    if report.sr is not None:
+        parts.append(report.sr.to_markdown())
+    if report.sr_note:
+        parts.append(f"Note: {report.sr_note}.")
+    if report.sr is not None:
+        parts.append("Super-resolution protocol:\n\n" + SR_PROTOCOL.rstrip())
+    return "\n\n".join(parts)
 
 
 def quality_speed_figure(report: Report, path: str | Path, dpi: int = 100) -> Path:

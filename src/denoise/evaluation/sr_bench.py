@@ -28,7 +28,7 @@ from .sr_report import PUBLISHED, SR_PROTOCOL, SRBenchReport, SRImageScore, SRRe
 from .testsets import data_root
 
 __all__ = ["PUBLISHED", "SR_PROTOCOL", "SRBenchReport", "SRModel", "load_sr_set", "resolve_sr_model",
-           "sr_bench", "sr_set_folder", "sr_upscale"]
+           "sr_bench", "sr_scale_folders", "sr_set_folder", "sr_upscale"]
 
 #: The folder of the data root that holds the SR test sets.
 SR_FOLDER = "SR_LR"
@@ -97,16 +97,23 @@ def _lr_file(lr_dir: Path, hr: Path) -> Path:
     raise InputError(f"no low-resolution input for {hr.name} in {lr_dir}")
 
 
+def sr_scale_folders(spec: str, scale: int) -> tuple[Path, Path, Path]:
+    """``(set folder, HR/xS, LR/xS)`` of an SR test set at one scale (nothing is read);
+    InputError when the set, or its images at that scale, cannot be found."""
+    folder = sr_set_folder(spec)
+    hr_dir, lr_dir = folder / "HR" / f"x{scale}", folder / "LR" / f"x{scale}"
+    if not hr_dir.is_dir() or not lr_dir.is_dir() or not list_images(hr_dir):
+        raise InputError(f"SR test set {spec!r} has no x{scale} images (expected {hr_dir} and {lr_dir})")
+    return folder, hr_dir, lr_dir
+
+
 def load_sr_set(spec: str, scale: int, *, max_images: int | None = None
                 ) -> tuple[str, list[tuple[str, torch.Tensor, torch.Tensor]]]:
     """``(label, [(image name, LR (1, C, h, w), HR (1, C, s h, s w)), ...])`` of a set at one
     scale, sorted by file name. The label is the set's name (it selects the published
     figures), marked when only the first ``max_images`` are used."""
     scale = check_scale(scale)
-    folder = sr_set_folder(spec)
-    hr_dir, lr_dir = folder / "HR" / f"x{scale}", folder / "LR" / f"x{scale}"
-    if not hr_dir.is_dir() or not lr_dir.is_dir() or not list_images(hr_dir):
-        raise InputError(f"SR test set {spec!r} has no x{scale} images (expected {hr_dir} and {lr_dir})")
+    folder, hr_dir, lr_dir = sr_scale_folders(spec, scale)
     files = list_images(hr_dir)
     label = folder.resolve().name
     if max_images is not None and max_images < len(files):

@@ -147,9 +147,10 @@ class TrainConfig:
         needed = {"folder": "train_dir", "pairs": "train_dir", "pkl": "pkl", "sr": "train_dir"}[self.data]
         if getattr(self, needed) is None:
             raise InputError(f"--data {self.data} needs --{needed.replace('_', '-')}")
-        if self.target == "self" and self.loss_name() == "masked_l2":
-            raise InputError("bad training option: --target self cannot use masked_l2 (it needs the target's "
-                             "mask of known pixels); pass --loss l2, l1 or l0")
+        if self.target == "self" and self.loss_name() in ("masked_l2", "l2_rel"):
+            raise InputError(f"bad training option: --target self cannot use {self.loss_name()} (it needs the "
+                             "target's mask of known pixels, or a clean or second noisy view); pass --loss l2, "
+                             "l1 or l0")
 
     def loss_name(self) -> str:
         if self.loss != "auto":
@@ -212,7 +213,8 @@ OPTION_HELP = {
     "warmup": "steps of linear learning-rate warm-up",
     "beta1": "Adam beta1",
     "beta2": "Adam beta2",
-    "loss": "l2, l1, l0 (annealed), masked_l2, or auto (matched to the noise)",
+    "loss": "l2, l1, l0 (annealed), masked_l2, l2_rel (L2 divided by each input's noise energy: "
+             "clean targets, noise levels over decades), or auto (matched to the noise)",
     "l0_floor": "final exponent of the annealed L0 loss (> 0)",
     "freeze_bn": "keep batch-normalisation layers in inference mode: their running statistics stay those "
                  "of the initial weights (fine-tuning on few images; the scales and shifts still learn)",

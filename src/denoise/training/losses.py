@@ -44,6 +44,26 @@ def masked_l2_loss(pred, target, *, mask=None, progress=0.0) -> torch.Tensor:
     return torch.sum(mask * (pred - target) ** 2) / mask.sum().clamp_min(1.0)
 
 
+def relative_l2_loss(pred, target, *, mask=None, progress=0.0, noisy=None) -> torch.Tensor:
+    """Each sample's squared error divided by its input's (``noisy``) squared error, averaged.
+
+    With clean targets and noise levels spread over decades (camera noise from a bright
+    daylight photo to a dark high-ISO one) the plain L2 loss is dominated by the strongest
+    noise, and the network learns little about weak noise. Dividing by the input error
+    weights every sample by its noise level: the loss is the mean remaining fraction of the
+    noise energy, and its logarithm the PSNR gain, whatever the level.
+    """
+    if noisy is None:
+        raise InputError("the relative L2 loss needs the noisy input (it is made for clean targets)")
+    dims = tuple(range(1, pred.dim()))
+    err = torch.mean((pred - target) ** 2, dim=dims)
+    ref = torch.mean((noisy.to(pred.dtype) - target) ** 2, dim=dims)
+    return torch.mean(err / ref.clamp_min(1e-6))
+
+
+relative_l2_loss.needs_noisy = True
+
+
 class AnnealedL0Loss:
     """``(|f(x) - y| + eps) ** gamma`` with gamma annealed linearly from ``start`` to ``floor``.
 
@@ -73,6 +93,7 @@ LOSSES: dict[str, Callable[[], Loss]] = {
     "l1": lambda: l1_loss,
     "l0": AnnealedL0Loss,
     "masked_l2": lambda: masked_l2_loss,
+    "l2_rel": lambda: relative_l2_loss,
 }
 
 # The loss matched to each noise kind (the ``kind`` of the denoise.noise models).
