@@ -48,7 +48,8 @@ from .bench import (
     score_image,
 )
 from .report import mean
-from .results_sr import SR_SCALES, SR_SETS, check_sr_scales, run_sr
+from .results_sr import SR_SCALES, SR_SETS, run_sr
+from .sr_bench import check_scales
 from .sr_report import SRBenchReport
 
 #: The field's test sets: gray Set12 and BSD68, color CBSD68 and Kodak24 (500 x 500 crops).
@@ -338,7 +339,7 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
         raise InputError("training cost: steps >= 0, batch >= 1 and crop >= 8 pixels")
     if sr_sets and not sr_scales:
         raise InputError("the super-resolution part needs at least one scale (or no SR sets)")
-    sr_scales = check_sr_scales(sr_scales)
+    sr_scales = check_scales(sr_scales)
     loaded = _load(sets, max_images)
     ref_sigma = RANK_SIGMA if RANK_SIGMA in sigmas else sigmas[0]
     groups = sorted({c for _, _, c in loaded})

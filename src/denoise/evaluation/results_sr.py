@@ -27,13 +27,6 @@ def shipped_sr_models() -> list[str]:
             if e.kind == "learned" and e.pretrained and entry_scales(e) and e.available()]
 
 
-def check_sr_scales(scales: Sequence[int]) -> list[int]:
-    """The scales as ints, each once; InputError (before any work) for one that is not 2, 3 or 4."""
-    from ..upscale import check_scale
-
-    return list(dict.fromkeys(check_scale(s) for s in scales))
-
-
 def find_sr_sets(sets: Sequence[str], scales: Sequence[int]) -> tuple[list[str], str]:
     """``(the sets found at every scale, a note on the others)``; the note is "" when every
     set was found. Nothing is read; only a missing set or scale folder is caught."""
@@ -55,12 +48,12 @@ def find_sr_sets(sets: Sequence[str], scales: Sequence[int]) -> tuple[list[str],
 def run_sr(sets: Sequence[str], scales: Sequence[int], *, max_images: int | None = None,
            progress: bool = True) -> tuple[SRBenchReport | None, str]:
     """``(SR benchmark, note)``: bicubic and :func:`shipped_sr_models` on the ``sets`` found
-    (``None`` when no set or no shipped SR model; the note says why, "" when all ran)."""
+    (``None`` when no set or no shipped SR model; the note says why, "" when all ran).
+    The scales are checked by :func:`.sr_bench.check_scales` (``run_report`` does it before any work)."""
     from .sr_bench import sr_bench
 
     if not sets:
         return None, ""
-    scales = check_sr_scales(scales)
     models = shipped_sr_models()
     if not models:
         return None, "no super-resolution model with weights ships with the package: none run"

@@ -97,6 +97,11 @@ def _lr_file(lr_dir: Path, hr: Path) -> Path:
     raise InputError(f"no low-resolution input for {hr.name} in {lr_dir}")
 
 
+def check_scales(scales: Sequence[int]) -> list[int]:
+    """The scales as ints, each once; InputError for one that is not 2, 3 or 4."""
+    return list(dict.fromkeys(check_scale(s) for s in scales))
+
+
 def sr_scale_folders(spec: str, scale: int) -> tuple[Path, Path, Path]:
     """``(set folder, HR/xS, LR/xS)`` of an SR test set at one scale (nothing is read);
     InputError when the set, or its images at that scale, cannot be found."""
@@ -196,7 +201,7 @@ def sr_bench(sets: Sequence[str], scales: Sequence[int], models: Sequence[str], 
 
     if not sets or not scales or not models:
         raise InputError("the SR benchmark needs at least one set, one scale and one model")
-    scales = list(dict.fromkeys(check_scale(s) for s in scales))
+    scales = check_scales(scales)
     resolved = _resolve_all(models)
     if not any(s in m.scales for m in resolved if not m.missing for s in scales):
         raise InputError("no model asked for upscales by " + ", ".join(f"x{s}" for s in scales)

@@ -6,8 +6,9 @@ network learns: the mean for L2 (zero-mean noise: Gaussian, Poisson), the median
 the annealed L0 (random-valued impulses), and a masked L2 that ignores target pixels
 known to be missing (multiplicative Bernoulli noise).
 
-Every loss is ``loss(pred, target, *, mask=None, progress=0.0) -> scalar tensor`` where
-``progress`` in [0, 1] is the fraction of training done (only the annealed L0 uses it).
+Every loss is ``loss(pred, target, *, mask=None, progress=0.0, noisy=None) -> scalar tensor``
+where ``progress`` in [0, 1] is the fraction of training done (only the annealed L0 uses
+it) and ``noisy`` the network's input (only the relative L2 uses it).
 """
 from __future__ import annotations
 
@@ -20,20 +21,20 @@ from ..errors import InputError
 
 class Loss(Protocol):
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, *, mask: torch.Tensor | None = None,
-                 progress: float = 0.0) -> torch.Tensor: ...
+                 progress: float = 0.0, noisy: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
-def l2_loss(pred, target, *, mask=None, progress=0.0) -> torch.Tensor:
+def l2_loss(pred, target, *, mask=None, progress=0.0, noisy=None) -> torch.Tensor:
     """Mean squared error (the mean of the targets: Gaussian, Poisson noise)."""
     return torch.mean((pred - target) ** 2)
 
 
-def l1_loss(pred, target, *, mask=None, progress=0.0) -> torch.Tensor:
+def l1_loss(pred, target, *, mask=None, progress=0.0, noisy=None) -> torch.Tensor:
     """Mean absolute error (the median of the targets: text, salt-and-pepper noise)."""
     return torch.mean(torch.abs(pred - target))
 
 
-def masked_l2_loss(pred, target, *, mask=None, progress=0.0) -> torch.Tensor:
+def masked_l2_loss(pred, target, *, mask=None, progress=0.0, noisy=None) -> torch.Tensor:
     """Mean squared error over the target pixels where ``mask`` is 1 (Bernoulli noise).
 
     ``mask`` broadcasts to ``pred``; without a mask this is :func:`l2_loss`.
@@ -61,9 +62,6 @@ def relative_l2_loss(pred, target, *, mask=None, progress=0.0, noisy=None) -> to
     return torch.mean(err / ref.clamp_min(1e-6))
 
 
-relative_l2_loss.needs_noisy = True
-
-
 class AnnealedL0Loss:
     """``(|f(x) - y| + eps) ** gamma`` with gamma annealed linearly from ``start`` to ``floor``.
 
@@ -81,7 +79,7 @@ class AnnealedL0Loss:
         progress = min(max(float(progress), 0.0), 1.0)
         return self.floor + (self.start - self.floor) * (1.0 - progress)
 
-    def __call__(self, pred, target, *, mask=None, progress=0.0) -> torch.Tensor:
+    def __call__(self, pred, target, *, mask=None, progress=0.0, noisy=None) -> torch.Tensor:
         return torch.mean((torch.abs(pred - target) + self.eps) ** self.gamma(progress))
 
     def __repr__(self) -> str:

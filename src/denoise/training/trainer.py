@@ -249,8 +249,7 @@ class Trainer:
             else:
                 out = self.net(inp, sigma) if self._uses_sigma else self.net(inp)
         if self.objective is None:
-            extra = {"noisy": inp} if getattr(self.loss_fn, "needs_noisy", False) else {}
-            loss = self.loss_fn(out.float(), tgt, mask=mask, progress=self.step / cfg.steps, **extra)
+            loss = self.loss_fn(out.float(), tgt, mask=mask, progress=self.step / cfg.steps, noisy=inp)
         value = float(self.dist.mean(loss.detach()))
         if not math.isfinite(value):
             raise TrainingError(f"the loss became {value} at step {self.step + 1}; training stopped "
