@@ -261,9 +261,9 @@ def _spy_loss(trainer):
     calls = []
     loss = trainer.loss_fn
 
-    def spy(pred, target, *, mask=None, progress=0.0):
+    def spy(pred, target, *, mask=None, progress=0.0, noisy=None):
         calls.append((target.clone(), None if mask is None else mask.clone()))
-        return loss(pred, target, mask=mask, progress=progress)
+        return loss(pred, target, mask=mask, progress=progress, noisy=noisy)
 
     trainer.loss_fn = spy
     return calls

@@ -2,7 +2,7 @@
 import sys, torch, numpy as np, bm3d
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from real_photos import load_pairs, to_tensor
+from real_photos import load_pairs
 from denoise.metrics import psnr
 pairs = load_pairs(Path("../shared/data/PolyU"), int(sys.argv[1]))
 res = []

@@ -1,7 +1,6 @@
 """Probe: pixel-shuffle downsampling (stride s) at inference on PolyU with a real-photo model."""
 import sys, torch, numpy as np
 from pathlib import Path
-from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from real_photos import load_pairs, to_tensor
 from denoise.models.user import model_from_path
