@@ -89,3 +89,21 @@ def test_train_export_and_upscale(tmp_path, monkeypatch, capsys):
     from denoise.io import read_image
 
     assert read_image(out / "0.png")[0].shape[-2:] == (128, 128)
+
+
+def test_a_run_folder_at_another_scale_loads_as_that_upscaler(tmp_path):
+    """A checkpoint of an upscaler trained at x4 (its entry's default is x2) is rebuilt at x4."""
+    from denoise.models.user import model_from_path
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i, img in enumerate(_images(3, (64, 64))):
+        write_image(folder / f"{i}.png", img[None])
+    run = tmp_path / "run"
+    assert main(["train", "--data", "sr", "--scale", "4", "--model", "rdn", "--model-kwargs",
+                 '{"blocks": 1, "layers": 2, "features": 8, "growth": 4}', "--train-dir", str(folder),
+                 "--val-count", "1", "--steps", "2", "--crop", "8", "--batch-size", "2",
+                 "--out", str(run), "--no-progress", "--no-plot"]) == 0
+    _, model = model_from_path(run)
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 8, 8)).shape[-2:] == (32, 32)

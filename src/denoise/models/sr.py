@@ -164,4 +164,4 @@ for _s in SCALES:
 for _s in (2, 4):
     register_weights(f"rdn-x{_s}", "rdn", scale=_s, channels=3, **SHIPPED_RDN, description=(
         f"compact RDN x{_s} (6 blocks x 4 layers, 32 features), RGB, trained here on CBSD432 with "
-        f"MATLAB-convention 8-bit bicubic inputs (configs/rdn-x{_s}.json)"))
+        f"MATLAB-convention 8-bit bicubic inputs (configs/gpu/rdn-x{_s}.json)"))

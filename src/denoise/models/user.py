@@ -130,7 +130,10 @@ def _from_checkpoint(path: Path) -> torch.nn.Module:
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
         raise ModelError(f"{path} is not a denoise training checkpoint ({str(exc).splitlines()[0]})") from None
     entry = get_entry(config["model"], user=False)
-    model = build_fitting(entry, config.get("model_kwargs") or {}, state, what=str(path))
+    kwargs = dict(config.get("model_kwargs") or {})
+    if config.get("scale"):  # an upscaler trained at another scale than its entry's default
+        kwargs.setdefault("scale", config["scale"])
+    model = build_fitting(entry, kwargs, state, what=str(path))
     return model.eval()
 
 

@@ -74,13 +74,15 @@ class TrainConfig:
     threads: int | None = None
     channels_last: bool = False
     amp: str = "none"
+    device_data: bool = False
     compile: bool = False
     progress: bool = True
     plot: bool = True
 
     # Fields that may change when a run is resumed (run control and data locations).
     RESUMABLE = ("steps", "stop_at", "minutes", "out", "checkpoint_every", "val_every", "log_every", "device",
-                 "threads", "progress", "plot", "train_dir", "target_dir", "pkl", "compile", "val_clean")
+                 "threads", "progress", "plot", "train_dir", "target_dir", "pkl", "compile", "val_clean",
+                 "device_data")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -229,6 +231,8 @@ OPTION_HELP = {
     "threads": "torch CPU threads (default: torch's choice)",
     "channels_last": "channels-last memory layout (faster convolutions on some CPUs)",
     "amp": "none or bf16 (bfloat16 autocast)",
+    "device_data": "keep the training images on the device and draw batches there (GPUs, where the "
+                   "CPU-side batch is the bottleneck); same crops, noise from a device generator",
     "compile": "torch.compile the model",
     "progress": "show a progress bar (loss, validation PSNR, images/s)",
     "plot": "redraw curves.png at each checkpoint",

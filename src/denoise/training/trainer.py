@@ -55,6 +55,7 @@ from ..metrics import psnr
 from ..utils import atomic_path, write_json, write_text
 from .build import build_data, build_model, folder_data  # noqa: F401 - re-exported
 from .config import TrainConfig, learning_rate
+from .device_data import DeviceBatches
 from .distributed import Dist
 from .losses import get_loss
 from .runlog import CHECKPOINT, CONFIG, CURVES, LOG, VALIDATION, append_log, plot_curves, truncate_log, validation_note
@@ -103,6 +104,8 @@ class Trainer:
             raise InputError(f"batch_size {config.batch_size} must be divisible by the "
                              f"{self.dist.world} processes")
         self.data = data if data is not None else build_data(config)
+        if config.device_data:
+            self.data = DeviceBatches(self.data, self.device)
         if model is None:
             with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
                 torch.manual_seed(config.seed)  # model initialisation
@@ -283,9 +286,10 @@ class Trainer:
                 if sigma is None:
                     raise TrainingError(f"{self.config.model} needs the noise level of its input, "
                                         "which this data does not give (use data=folder with Gaussian noise)")
-                out = model(x, sigma.to(self.device)).float()
+                out = model(x, sigma.to(self.device))
             else:
-                out = model(x).float().clamp(0, 1).cpu()
+                out = model(x)
+            out = out.float().clamp(0, 1).cpu()
             scores.append(psnr(out, ref, data_range=1.0))
         self.model.train()
         return float(torch.cat(scores).mean())
