@@ -30,6 +30,15 @@ best shipped learned SR model, else bicubic. A last table tunes the Wiener regul
         --out benchmarks/results/blur_estimation_rdn-x2.md \\
         --json benchmarks/results/blur_estimation_rdn-x2.json          # the shipped rdn-x2, frozen
 
+``--learned`` (x2) adds the learned blur-width regressor (:func:`denoise.blur_width.estimate_width`,
+trained on CBSD432 by ``benchmarks/train_blur_width.py``, no network) beside the fit: its width,
+relative error and 'within 10%' count, and the SR PSNR after re-degradation with the Gaussian of
+its width::
+
+    taskset -c 1 env OMP_NUM_THREADS=1 nice -n 5 python benchmarks/blur_estimation.py --model rdn-x2 \\
+        --learned --out benchmarks/results/blur_estimation_learned.md \\
+        --json benchmarks/results/blur_estimation_learned.json
+
 At x2 the default network is the shipped ``rdn-x2`` (then ``espcn-x2``): without ``--oracle``
 or ``--model`` the script runs through ``rdn-x2``, not in oracle mode. (The oracle report
 ``benchmarks/results/blur_estimation.md`` predates the shipped SR weights: its PSNR columns are
@@ -69,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--oracle", action="store_true", help="replace the network by the true HR image")
     p.add_argument("--sr-model", default=None, help="the model of the PSNR columns (default: see above)")
     p.add_argument("--tune-images", type=int, default=20, help="CBSD68 images of the eps table (0: none)")
+    p.add_argument("--learned", action="store_true",
+                   help="also measure the learned blur-width regressor (denoise.blur_width; x2 only)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--out", default=None, help="also write the markdown report to this file")
     p.add_argument("--json", default=None, help="also write every measurement to this JSON file")
@@ -125,6 +136,15 @@ def measure(name: str, hr: torch.Tensor, width: float, args, net: str | None, sr
     def score(x: torch.Tensor) -> float:
         return float(sr_psnr(sr_of(sr_model, x, s), hr, s))
 
+    learned = {}
+    if args.learned:
+        from denoise.blur_width import estimate_width
+
+        start = time.perf_counter()
+        w = estimate_width(lr, s)
+        learned = {"learned_width": w, "learned_rel_error": (w - width) / width,
+                   "learned_seconds": time.perf_counter() - start,
+                   "psnr_learned": score(redegrade(lr, gaussian_kernel(w), s))}
     return {"set": name[0], "image": name[1], "width": width, "est_width": gauss.width,
             "rel_error": (gauss.width - width) / width, "shift": list(gauss.shift),
             "gauss_rms": gauss.rms_levels, "free_l1": float(diff.abs().sum()),
@@ -132,7 +152,7 @@ def measure(name: str, hr: torch.Tensor, width: float, args, net: str | None, sr
             "free_rms": free.rms_levels, "fit_seconds": seconds,
             "psnr_direct": score(lr), "psnr_gauss": score(redegrade(lr, gauss, s)),
             "psnr_free": score(redegrade(lr, free, s)),
-            "psnr_true": score(redegrade(lr, gaussian_kernel(width), s))}
+            "psnr_true": score(redegrade(lr, gaussian_kernel(width), s)), **learned}
 
 
 def tune_eps(args, sr_model: str) -> list[dict]:
@@ -157,9 +177,18 @@ def _mean(rows, key):
     return statistics.fmean(r[key] for r in rows)
 
 
+def _learned_cells(g: list[dict]) -> str:
+    errs = [abs(r["learned_rel_error"]) for r in g]
+    return (f" {_mean(g, 'learned_width'):.3f} | {statistics.fmean(errs):.2%} | {max(errs):.2%} | "
+            f"{sum(e < 0.1 for e in errs)}/{len(g)} |")
+
+
 def report(rows: list[dict], matched: dict, eps_rows: list[dict], args, net, sr_model, seconds) -> str:
     mode = "oracle (the true HR image stands in for the network)" if net is None else f"network `{net}`"
     cmd = "python benchmarks/blur_estimation.py" + (" --oracle" if net is None else f" --model {net}")
+    learned = args.learned
+    if learned:
+        cmd += " --learned"
     out = ["# Blur estimation through a frozen SR network", "",
            (f"Estimator: {mode}. SR model of the PSNR columns: `{sr_model}`. Degradation: Gaussian "
             f"blur of the given width (HR pixels) then phase-0 x{args.scale} decimation "
@@ -169,14 +198,17 @@ def report(rows: list[dict], matched: dict, eps_rows: list[dict], args, net, sr_
             f"filter to the bicubic condition, eps = {DEFAULT_EPS:g}. PSNR: Y channel, 8-bit output, "
             f"{args.scale} pixels shaved (`sr_psnr`); 'matched' is the model on `bicubic_down(HR)` "
             "(its training condition), the ceiling of any correction."), "",
-           (f"Reproduce: `nice -n 15 {cmd} --out benchmarks/results/blur_estimation.md --json "
-            f"benchmarks/results/blur_estimation.json` ({seconds / 60:.1f} min here, 1 thread). "
+           (f"Reproduce: `nice -n 15 {cmd} --out {args.out or 'benchmarks/results/blur_estimation.md'} "
+            f"--json {args.json or 'benchmarks/results/blur_estimation.json'}` ({seconds / 60:.1f} min "
+            "here, 1 thread). "
             "With a trained SR network: `--model NAME_OR_PATH` (then it is both the frozen "
             "estimator and the SR model of the PSNR columns)."), "",
            "## Gaussian width and free kernel, by set and width", "",
            ("| set | width | images | mean estimate | mean abs rel. error | max abs rel. error | "
-            "within 10% | free L1 | free L2 | free moment width |"),
-           "|---|---|---|---|---|---|---|---|---|---|"]
+            "within 10% | free L1 | free L2 | free moment width |"
+            + (" learned: mean estimate | mean abs rel. error | max abs rel. error | within 10% |"
+               if learned else "")),
+           "|---" * (14 if learned else 10) + "|"]
     groups = {}
     for r in rows:
         groups.setdefault((r["set"], r["width"]), []).append(r)
@@ -185,17 +217,43 @@ def report(rows: list[dict], matched: dict, eps_rows: list[dict], args, net, sr_
         out.append(f"| {name} | {width:g} | {len(g)} | {_mean(g, 'est_width'):.3f} | "
                    f"{statistics.fmean(errs):.2%} | {max(errs):.2%} | "
                    f"{sum(e < 0.1 for e in errs)}/{len(g)} | {_mean(g, 'free_l1'):.3f} | "
-                   f"{_mean(g, 'free_l2'):.4f} | {_mean(g, 'free_moment_width'):.3f} |")
+                   f"{_mean(g, 'free_l2'):.4f} | {_mean(g, 'free_moment_width'):.3f} |"
+                   + (_learned_cells(g) if learned else ""))
     errs = [abs(r["rel_error"]) for r in rows]
     out += ["", (f"All {len(rows)} cases: width within 10% in {sum(e < 0.1 for e in errs)}, mean abs "
-             f"relative error {statistics.fmean(errs):.2%}, largest {max(errs):.2%}."), "",
+             f"relative error {statistics.fmean(errs):.2%}, largest {max(errs):.2%}.")]
+    if learned:
+        lerrs = [abs(r["learned_rel_error"]) for r in rows]
+        out += ["", (f"Learned estimator (`denoise.blur_width`, trained on CBSD432 only), same "
+                     f"{len(rows)} cases: width within 10% in {sum(e < 0.1 for e in lerrs)}, mean abs "
+                     f"relative error {statistics.fmean(lerrs):.2%}, largest {max(lerrs):.2%}, mean "
+                     f"signed relative error {_mean(rows, 'learned_rel_error'):+.2%}; "
+                     f"{_mean(rows, 'learned_seconds') * 1000:.0f} ms per image (1 thread).")]
+        for name in dict.fromkeys(r["set"] for r in rows):
+            sub = [abs(r["learned_rel_error"]) for r in rows if r["set"] == name]
+            out += [f"{name}: within 10% in {sum(e < 0.1 for e in sub)}/{len(sub)}, mean abs "
+                    f"relative error {statistics.fmean(sub):.2%}."]
+        per_width = ", ".join(
+            f"{w:g}: {sum(abs(r['learned_rel_error']) < 0.1 for r in rows if r['width'] == w)}/"
+            f"{sum(r['width'] == w for r in rows)}" for w in dict.fromkeys(r["width"] for r in rows))
+        out += [f"Within 10% by width: {per_width}."]
+    out += ["",
             "## SR PSNR (dB): mismatched input vs re-degraded with the estimated kernel", "",
-            "| set | width | direct (mismatched) | est. Gaussian | est. free | true kernel | matched |",
-            "|---|---|---|---|---|---|---|"]
+            ("| set | width | direct (mismatched) | est. Gaussian | est. free | "
+             + ("learned Gaussian | " if learned else "") + "true kernel | matched |"),
+            "|---" * (8 if learned else 7) + "|"]
     for (name, width), g in groups.items():
         ref = statistics.fmean(matched[(name, r["image"])] for r in g)
         out.append(f"| {name} | {width:g} | {_mean(g, 'psnr_direct'):.2f} | {_mean(g, 'psnr_gauss'):.2f} | "
-                   f"{_mean(g, 'psnr_free'):.2f} | {_mean(g, 'psnr_true'):.2f} | {ref:.2f} |")
+                   f"{_mean(g, 'psnr_free'):.2f} | "
+                   + (f"{_mean(g, 'psnr_learned'):.2f} | " if learned else "")
+                   + f"{_mean(g, 'psnr_true'):.2f} | {ref:.2f} |")
+    if learned:
+        parts = [f"{label} {_mean(rows, key):.2f}" for label, key in (
+            ("direct", "psnr_direct"), ("est. Gaussian", "psnr_gauss"), ("est. free", "psnr_free"),
+            ("learned Gaussian", "psnr_learned"), ("true kernel", "psnr_true"))]
+        ref = statistics.fmean(matched[(r["set"], r["image"])] for r in rows)
+        out += ["", f"Mean over all {len(rows)} cases (dB): {', '.join(parts)}, matched {ref:.2f}."]
     out += ["", ("The direct input is both blurrier than the bicubic condition and sampled half an HR "
              "pixel off its grid (phase-0 decimation against MATLAB's centred samples); the "
              "re-degradation corrects both, so part of its gain is the phase. It does not undo "
@@ -215,12 +273,16 @@ def report(rows: list[dict], matched: dict, eps_rows: list[dict], args, net, sr_
         out += ["| mean | " + " | ".join(f"{means[e]:.3f}" for e in eps_list) + " |", ""]
     out += ["## Every case", "",
             ("| set | image | width | estimate | rel. error | shift (dy, dx) | free L1 | free L2 | "
-             "PSNR direct | est. Gaussian | est. free | true |"), "|---" * 12 + "|"]
+             "PSNR direct | est. Gaussian | est. free | true |"
+             + (" learned estimate | learned rel. error | PSNR learned |" if learned else "")),
+            "|---" * (15 if learned else 12) + "|"]
     for r in rows:
         out.append(f"| {r['set']} | {r['image']} | {r['width']:g} | {r['est_width']:.3f} | "
                    f"{r['rel_error']:+.2%} | ({r['shift'][0]:+.2f}, {r['shift'][1]:+.2f}) | "
                    f"{r['free_l1']:.3f} | {r['free_l2']:.4f} | {r['psnr_direct']:.2f} | "
-                   f"{r['psnr_gauss']:.2f} | {r['psnr_free']:.2f} | {r['psnr_true']:.2f} |")
+                   f"{r['psnr_gauss']:.2f} | {r['psnr_free']:.2f} | {r['psnr_true']:.2f} |"
+                   + (f" {r['learned_width']:.3f} | {r['learned_rel_error']:+.2%} | "
+                      f"{r['psnr_learned']:.2f} |" if learned else ""))
     return "\n".join(out) + "\n"
 
 
@@ -229,6 +291,9 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.learned and args.scale != 2:
+        print("--learned: the learned blur-width estimator is trained for x2 only", file=sys.stderr)
+        return 2
     if data_root() is None:
         print("the image data folder was not found (set DENOISE_DATA)", file=sys.stderr)
         return 1
@@ -251,6 +316,7 @@ def main(argv=None) -> int:
         write_text(args.out, text)
     if args.json:
         write_json(args.json, {"estimator": net or "oracle", "sr_model": sr_model, "scale": args.scale,
+                               "learned": "blur-width-x2" if args.learned else None,
                                "crop": args.crop, "eps": DEFAULT_EPS, "seconds": seconds,
                                "cases": rows, "matched": [{"set": k[0], "image": k[1], "psnr": v}
                                                           for k, v in matched.items()],

@@ -1,5 +1,7 @@
 """``denoise estimate-blur``: estimate the blur a low-resolution photo went through, by
-gradient descent through a frozen super-resolution network (:func:`denoise.blur.estimate_blur`)."""
+gradient descent through a frozen super-resolution network (:func:`denoise.blur.estimate_blur`,
+``--method fit``) or by the learned x2 regressor (:func:`denoise.blur_width.estimate_width`,
+``--method learned``)."""
 from __future__ import annotations
 
 import argparse
@@ -23,19 +25,30 @@ def register(sub) -> None:
             "The estimate is only as good as the model: a network trained on bicubic inputs "
             "returns a blurred output for a blurred input, which biases the width low; bicubic "
             "interpolation (--model bicubic) gives no information about the blur at all: its "
-            "output, resampled, reproduces the input for the narrowest kernel."),
+            "output, resampled, reproduces the input for the narrowest kernel.",
+            "--method learned (x2 only, no --model): a small CNN trained on CBSD432 with "
+            "synthetic Gaussian blurs (width 0.3-3 HR pixels) then x2 decimation reads the "
+            "Gaussian width from the image's luma directly, averaged over windows of it "
+            "(denoise.blur_width). On synthetic tests over Set5/Set14 (widths 0.8-2.0) it is "
+            "within 10% in 59 of 95 cases, mean error 9.4%, where the fit through rdn-x2 is "
+            "within 10% in none. It cannot tell a soft scene from a blurred one, and knows "
+            "only Gaussian blur, exact decimation and 8-bit rounding."),
         epilog=paragraphs(
             "Exit status: 0 done; 2 nothing done (missing or unreadable image, unknown model or "
             "a model of another scale, image too small for the kernel, existing output without "
             "--force); 130 interrupted.",
             "Example: denoise estimate-blur photo.png --model my-sr-x2.safetensors --scale 2 --kind free "
-            "--kernel-out kernel.png --json blur.json"))
+            "--kernel-out kernel.png --json blur.json",
+            "Example: denoise estimate-blur photo.png --method learned --scale 2"))
     p.add_argument("image", metavar="IMAGE", help="the low-resolution image (.png .jpg .tif ...)")
-    p.add_argument("-m", "--model", required=True, metavar="NAME_OR_PATH",
+    p.add_argument("--method", choices=("fit", "learned"), default="fit",
+                   help="fit: through the SR --model (default); learned: the learned x2 width "
+                        "regressor (no --model; Gaussian width only)")
+    p.add_argument("-m", "--model", default=None, metavar="NAME_OR_PATH",
                    help="super-resolution model of that scale: a name from 'denoise models' or a path "
-                        "to weights or a run folder")
+                        "to weights or a run folder (required with --method fit)")
     p.add_argument("--scale", type=scale_arg, required=True, metavar="2|3|4", help="upscaling factor")
-    p.add_argument("--kind", choices=("gaussian", "free"), default="gaussian",
+    p.add_argument("--kind", choices=("gaussian", "free"), default=None,
                    help="an isotropic Gaussian (width and sub-pixel centre; default) or a free "
                         "non-negative kernel summing to 1")
     p.add_argument("--size", type=positive_int, default=None, metavar="K",
@@ -77,6 +90,29 @@ def _check_outputs(args: argparse.Namespace) -> None:
                               f"got {args.kernel_out}")
 
 
+def _check_method(args: argparse.Namespace) -> None:
+    """The options each method takes: --model for fit; none of the fit's own for learned."""
+    from ..errors import InputError
+
+    if args.method == "fit":
+        if args.model is None:
+            raise InputError("--method fit needs -m/--model NAME_OR_PATH (a super-resolution model of "
+                             "that scale); or use --method learned (x2) which needs none")
+        return
+    given = [flag for flag, value in (("--model", args.model), ("--kind", args.kind), ("--steps", args.steps),
+                                      ("--crop", args.crop)) if value is not None]
+    if given:
+        raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to "
+                         "--method fit; --method learned takes the "
+                         "image, --scale 2 and the outputs (--kernel-out, --json, --size of the kernel)")
+
+
+def learned_summary(name: str, width: float, scale: int) -> str:
+    """The one line printed for the learned estimate."""
+    return (f"{name}: Gaussian blur width {width:.3f} HR pixels ({width / scale:.3f} LR pixels) at "
+            f"x{scale}, learned estimator")
+
+
 def summary(name: str, est) -> str:
     """The one line printed for an estimate."""
     if est.kind == "gaussian":
@@ -101,13 +137,16 @@ def cmd_estimate_blur(args: argparse.Namespace) -> int:
     from ..upscale import check_upscaler
     from ..utils import write_json
 
+    _check_method(args)
+    if args.method == "learned":
+        return _learned(args)
     check_upscaler(args.model, args.scale)
     device = resolve_device(args.device)
     _check_outputs(args)
     x, _ = read_image(args.image)
     crop = DEFAULT_CROP if args.crop is None else (args.crop or None)
-    est = estimate_blur(x, args.model, args.scale, kind=args.kind, size=args.size, steps=args.steps,
-                        crop=crop, device=device)
+    est = estimate_blur(x, args.model, args.scale, kind=args.kind or "gaussian", size=args.size,
+                        steps=args.steps, crop=crop, device=device)
     print(summary(args.image, est))
     if args.kernel_out is not None:
         k = est.kernel / est.kernel.max()
@@ -116,5 +155,37 @@ def cmd_estimate_blur(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json(args.json, {"image": str(args.image), "model": args.model, **est.to_dict(),
                                "curve": est.curve}, overwrite=args.force)
+        print(f"estimate -> {args.json}")
+    return 0
+
+
+def _learned(args: argparse.Namespace) -> int:
+    """``--method learned``: the learned x2 width regressor; the Gaussian kernel of that width
+    for --kernel-out (--size taps, default 21)."""
+    from ..blur import DEFAULT_SIZE, gaussian_kernel
+    from ..blur_width import NAME, estimate_width
+    from ..errors import InputError
+    from ..io import read_image, write_image
+    from ..utils import write_json
+
+    if args.scale != 2:
+        raise InputError(f"--method learned is trained for x2 only, got --scale {args.scale}; use "
+                         "--method fit with an SR model of that scale")
+    _check_outputs(args)
+    if args.size is not None and (args.size % 2 == 0 or args.size > 101):
+        raise InputError(f"--size must be an odd number of taps in 1..101, got {args.size}")
+    x, _ = read_image(args.image)
+    width = estimate_width(x, args.scale)
+    print(learned_summary(args.image, width, args.scale))
+    size = args.size or DEFAULT_SIZE["gaussian"]
+    if args.kernel_out is not None:
+        k = gaussian_kernel(width, size)
+        write_image(args.kernel_out, (k / k.max())[None, None].float(), overwrite=args.force)
+        print(f"kernel -> {args.kernel_out}")
+    if args.json is not None:
+        write_json(args.json, {"image": str(args.image), "method": "learned", "model": NAME, "kind": "gaussian",
+                               "scale": args.scale, "width_hr": width, "width_lr": width / args.scale,
+                               "kernel_size": size, "kernel": gaussian_kernel(width, size).tolist()},
+                   overwrite=args.force)
         print(f"estimate -> {args.json}")
     return 0
