@@ -16,7 +16,8 @@ timed on the same photos in the same run; ``cost / FFDNet`` is the ratio.
 RNI15 (real noisy photos without a clean version): a figure of centre crops, noisy and
 after the first real-photo model (a model path or name containing "real") of each channel
 count (photos whose three channels are equal are treated as gray when there is a gray one;
-else every photo goes through the colour model).
+else every photo goes through the colour model; with a gray real-photo model only, every
+photo is turned gray and goes through it).
 
 Writes real_photos.md, real_photos.json and real_photos_rni15.png, atomically:
 
@@ -179,7 +180,8 @@ def rni15_figure(path: Path, folder: Path, color_model, gray_model) -> None:
     for i, p in enumerate(photos):
         with Image.open(p) as im:
             a = np.asarray(im.convert("RGB"))
-        is_gray = gray_model is not None and bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+        is_gray = gray_model is not None and (color_model is None or bool(
+            (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()))
         x = to_tensor(Image.fromarray(a).convert("L") if is_gray else Image.fromarray(a))
         h, w = x.shape[-2:]
         top, left = max(0, (h - CROP) // 2), max(0, (w - CROP) // 2)
@@ -237,8 +239,8 @@ def main(argv=None) -> int:
         text = markdown(results, command, seconds)
         real = {kind: next(((label, m) for label, m, why in ms if not why and "real" in label), None)
                 for kind, ms in models.items()}
-        if (Path(root) / "RNI15").is_dir() and real.get("color"):
-            rni15_figure(args.out / "real_photos_rni15.png", Path(root) / "RNI15", real["color"], real.get("gray"))
+        if (Path(root) / "RNI15").is_dir() and (real.get("color") or real.get("gray")):
+            rni15_figure(args.out / "real_photos_rni15.png", Path(root) / "RNI15", real.get("color"), real.get("gray"))
             text += "\n## RNI15 (no clean version): centre crops, noisy and restored\n\n" \
                     "![RNI15 before and after](real_photos_rni15.png)\n"
         write_text(args.out / "real_photos.md", text)
