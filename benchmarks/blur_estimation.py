@@ -54,7 +54,7 @@ import time
 import torch
 
 from denoise.blur import fit_kernel, gaussian_kernel, redegrade
-from denoise.degrade import bicubic_down, blur_decimate, sr_psnr
+from denoise.degrade import bicubic_down, blur_decimate, round_8bit, sr_psnr
 from denoise.evaluation.testsets import data_root, load_set
 from denoise.redegrade import DEFAULT_EPS
 from denoise.upscale import entry_scales, upscale
@@ -104,10 +104,6 @@ def centre_crop(x: torch.Tensor, size: int, scale: int) -> torch.Tensor:
     return x[..., top:top + size, left:left + size]
 
 
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    return torch.floor(x.clamp(0, 1) * 255 + 0.5) / 255
-
-
 def true_kernel(width: float, size: int = FREE_SIZE) -> torch.Tensor:
     """The kernel blur_decimate applies, zero-padded (or cut) to ``size x size``."""
     k = gaussian_kernel(width)
@@ -124,7 +120,7 @@ def sr_of(model: str, lr: torch.Tensor, scale: int) -> torch.Tensor:
 
 def measure(name: str, hr: torch.Tensor, width: float, args, net: str | None, sr_model: str) -> dict:
     s = args.scale
-    lr = quantize(blur_decimate(hr.double(), s, width)).float()
+    lr = round_8bit(blur_decimate(hr.double(), s, width)).float()
     frozen = hr if net is None else sr_of(net, lr, s)
     start = time.perf_counter()
     gauss = fit_kernel(frozen, lr, s)
@@ -166,7 +162,7 @@ def tune_eps(args, sr_model: str) -> list[dict]:
             values = []
             for _, x in images:
                 hr = centre_crop(x, args.crop, args.scale)
-                lr = quantize(blur_decimate(hr.double(), args.scale, width)).float()
+                lr = round_8bit(blur_decimate(hr.double(), args.scale, width)).float()
                 fixed = redegrade(lr, gaussian_kernel(width), args.scale, eps=eps)
                 values.append(float(sr_psnr(sr_of(sr_model, fixed, args.scale), hr, args.scale)))
             rows.append({"width": width, "eps": eps, "psnr": statistics.fmean(values)})
@@ -303,7 +299,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     images = [((name, stem), centre_crop(x, args.crop, args.scale))
               for name in args.sets for stem, x in load_set(name, gray=False)]
-    matched = {key: float(sr_psnr(sr_of(sr_model, quantize(bicubic_down(hr.double(), args.scale)).float(),
+    matched = {key: float(sr_psnr(sr_of(sr_model, round_8bit(bicubic_down(hr.double(), args.scale)).float(),
                                         args.scale), hr, args.scale)) for key, hr in images}
     cases = [(key, hr, w) for key, hr in images for w in args.widths]
     rows = [measure(key, hr, w, args, net, sr_model)

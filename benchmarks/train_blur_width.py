@@ -2,7 +2,7 @@
 
 One command reproduces the shipped run (one CPU core, one thread; about 35 minutes)::
 
-    taskset -c 1 env OMP_NUM_THREADS=1 nice -n 5 python benchmarks/train_blur_width.py
+    taskset -c 1 env OMP_NUM_THREADS=1 nice -n 5 python benchmarks/train_blur_width.py --export
 
 Data: ``<data>/CBSD432`` (``DENOISE_DATA`` or ``../shared/data``), sorted by file name; the
 last ``--holdout`` (20) images are held out for validation, the rest are the training set.
@@ -10,7 +10,7 @@ No test set (Set5, Set14, ...) is read. Each training sample: a random 128x128 c
 flip and 90-degree rotation) of a training image, a Gaussian blur of width ``w`` drawn
 log-uniformly in [``--min-width``, ``--max-width``] = [0.3, 3.0] HR pixels then phase-0 x2
 decimation (:func:`denoise.degrade.blur_decimate`, float64), rounded to 8 bits as
-``benchmarks/blur_estimation.py`` rounds its inputs (``floor(255 x + 0.5) / 255``), then luma Y
+``benchmarks/blur_estimation.py`` rounds its inputs (:func:`denoise.degrade.round_8bit`), then luma Y
 (:func:`denoise.degrade.rgb_to_y`): a 64x64 LR window. Loss: Laplace negative log-likelihood of
 ``log w`` (``|log w - mu| exp(-s) + s``, the network predicting ``mu`` and ``s``). Adam, batch
 32, learning rate 2e-3 with a cosine decay to 0 over ``--steps`` (9000).
@@ -24,7 +24,7 @@ The shipped weights are the final step's (no selection).
 Writes, in ``--out`` (default ``runs/blur-width``, git-ignored): ``checkpoint.pt`` (model,
 optimizer, generator state, step; written every ``--ckpt-every`` steps, and a rerun of the
 command resumes from it), ``log.jsonl`` (training loss every 100 steps, validation rows),
-``final.safetensors``; then, unless ``--no-export``, the shipped weights
+``final.safetensors``; then, with ``--export`` only, the shipped weights
 ``src/denoise/weights/blur-width-x2.safetensors`` and their card ``blur-width-x2.json``
 (data, held-out set, widths, steps, wall time, validation error, this command).
 """
@@ -42,13 +42,15 @@ from pathlib import Path
 import torch
 
 from denoise.blur_width import NAME, BlurWidthNet, estimate_width
-from denoise.degrade import blur_decimate, rgb_to_y
+from denoise.degrade import blur_decimate, rgb_to_y, round_8bit
 from denoise.evaluation.testsets import data_root, load_set
 from denoise.models.registry import WEIGHTS_DIR, save_weights
-from denoise.utils import write_json
+from denoise.symmetries import transform
+from denoise.training.data import center_crop
+from denoise.utils import atomic_path, write_json
 
 REPO = Path(__file__).resolve().parents[1]
-COMMAND = "taskset -c 1 env OMP_NUM_THREADS=1 nice -n 5 python benchmarks/train_blur_width.py"
+COMMAND = "taskset -c 1 env OMP_NUM_THREADS=1 nice -n 5 python benchmarks/train_blur_width.py --export"
 VAL_WIDTHS = (0.8, 1.0, 1.2, 1.6, 2.0)
 
 
@@ -68,19 +70,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--max-minutes", type=float, default=45.0,
                    help="stop early (recorded on the card) past this much wall time")
-    p.add_argument("--no-export", action="store_true", help="do not write the shipped weights")
+    p.add_argument("--export", action="store_true", help="write the result over the shipped weights and "
+                   "card (src/denoise/weights/blur-width-x2.*; maintainers); without it only the run folder")
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
 
 
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """8-bit rounding as benchmarks/blur_estimation.py: ``floor(255 x + 0.5) / 255``."""
-    return torch.floor(x.clamp(0, 1) * 255 + 0.5) / 255
-
-
 def degrade(hr: torch.Tensor, width: float) -> torch.Tensor:
     """HR crop (1, 3, H, W) in [0, 1] -> the LR luma (1, 1, H/2, W/2) float32 the network reads."""
-    lr = quantize(blur_decimate(hr.double(), 2, width))
+    lr = round_8bit(blur_decimate(hr.double(), 2, width))
     return rgb_to_y(lr).float()
 
 
@@ -102,10 +100,7 @@ def sample(images, args, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tens
         top = int(torch.randint(h - args.crop + 1, (1,), generator=gen))
         left = int(torch.randint(w - args.crop + 1, (1,), generator=gen))
         hr = img[..., top:top + args.crop, left:left + args.crop].double() / 255
-        k = int(torch.randint(8, (1,), generator=gen))
-        hr = torch.rot90(hr, k % 4, (-2, -1))
-        if k >= 4:
-            hr = torch.flip(hr, (-1,))
+        hr = transform(hr, int(torch.randint(8, (1,), generator=gen)))
         t = lo + (hi - lo) * float(torch.rand((), generator=gen, dtype=torch.float64))
         xs.append(degrade(hr, math.exp(t)))
         ts.append(t)
@@ -115,13 +110,6 @@ def sample(images, args, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tens
 def nll(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mu, s = out[:, 0], out[:, 1]
     return ((mu - target).abs() * torch.exp(-s) + s).mean()
-
-
-def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    size = min(size, h, w) // 2 * 2
-    top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top:top + size, left:left + size]
 
 
 def validate(net: BlurWidthNet, fixed, held, args) -> dict:
@@ -136,8 +124,8 @@ def validate(net: BlurWidthNet, fixed, held, args) -> dict:
     for width in VAL_WIDTHS:
         errs = []
         for _, img in held:
-            hr = centre_crop(img.double() / 255, args.crop)
-            lr = quantize(blur_decimate(hr, 2, width)).float()
+            hr = center_crop(img.double() / 255, min(args.crop, *img.shape[-2:]) // 2 * 2)
+            lr = round_8bit(blur_decimate(hr, 2, width)).float()
             errs.append((estimate_width(lr, 2, net=net) - width) / width)
         errors[width] = errs
     flat = [abs(e) for errs in errors.values() for e in errs]
@@ -181,10 +169,9 @@ def main(argv=None) -> int:
             f.write(json.dumps(row) + "\n")
 
     def save_ckpt() -> None:
-        tmp = ckpt.with_suffix(".pt.tmp")
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                    "step": step, "elapsed": elapsed}, tmp)
-        tmp.replace(ckpt)
+        with atomic_path(ckpt, overwrite=True) as tmp:
+            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                        "step": step, "elapsed": elapsed}, tmp)
 
     start = time.perf_counter() - elapsed
     net.train()
@@ -220,7 +207,8 @@ def main(argv=None) -> int:
             break
 
     save_weights(out / "final.safetensors", net.state_dict())
-    if args.no_export:
+    if not args.export:
+        print(f"weights -> {out / 'final.safetensors'} (the shipped ones are replaced only with --export)")
         return 0
     n_params = sum(p.numel() for p in net.parameters())
     card = {

@@ -24,9 +24,10 @@ from PIL import Image
 
 from denoise.blur_width import MIN_SIDE, NAME, BlurWidthNet, estimate_width, load_estimator, weights_path
 from denoise.cli import main
-from denoise.degrade import blur_decimate
+from denoise.degrade import blur_decimate, round_8bit
 from denoise.errors import InputError
 from denoise.evaluation.testsets import load_set
+from denoise.training.data import center_crop
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,18 +39,8 @@ CROP = 256
 MAX_REL, MEAN_REL = 0.30, 0.08
 
 
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    return torch.floor(x.clamp(0, 1) * 255 + 0.5) / 255
-
-
-def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top:top + size, left:left + size]
-
-
 def degrade(hr: torch.Tensor, width: float) -> torch.Tensor:
-    return quantize(blur_decimate(hr.double(), 2, width)).float()
+    return round_8bit(blur_decimate(hr.double(), 2, width)).float()
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +48,7 @@ def held_out(data_root):
     if not (data_root / "CBSD432").is_dir():
         pytest.skip(f"CBSD432 not found in {data_root}")
     images = load_set(data_root / "CBSD432", gray=False)[-20:]  # the held-out ones
-    return [(stem, centre_crop(x, CROP)) for stem, x in images[-IMAGES:]]
+    return [(stem, center_crop(x, CROP)) for stem, x in images[-IMAGES:]]
 
 
 def test_shipped_weights_and_card():
@@ -73,7 +64,7 @@ def test_shipped_weights_and_card():
     assert card["name"] == NAME and card["scale"] == 2 and card["status"] == "final"
     assert "CBSD432" in card["data"] and "last 20" in card["held_out"]
     assert card["training"]["steps"] == card["training"]["planned_steps"]
-    assert card["reproduce"].endswith("python benchmarks/train_blur_width.py")
+    assert card["reproduce"].endswith("python benchmarks/train_blur_width.py --export")
     assert 0 < card["validation"]["protocol_mean_abs_rel_error"] < 0.2
     net = load_estimator()
     assert net is load_estimator() and not net.training  # cached, eval mode
@@ -156,7 +147,7 @@ def natural(seed: int = 0, size: int = 96) -> torch.Tensor:
     spectrum = torch.fft.fft2(torch.randn(3, size, size, generator=g)) / radius
     x = torch.fft.ifft2(spectrum).real
     x = (x - x.mean()) / (4 * x.std()) + 0.5
-    return quantize(blur_decimate(x[None].double(), 2, 1.2)).float()
+    return round_8bit(blur_decimate(x[None].double(), 2, 1.2)).float()
 
 
 def test_cli_learned_prints_and_writes(capsys, tmp_path):

@@ -88,3 +88,30 @@ def test_trainer_runs_and_resumes_with_device_data(tmp_path):
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_validation_of_noise_map_models_clips_and_scores_on_the_cpu(tmp_path):
+    """The Trainer's validation clips the output of a model that takes the noise level to
+    [0, 1] and scores it against the (CPU) reference, as for blind models: a model that
+    outputs 2 everywhere scores like an all-white image (the GPU run of session 12 crashed
+    there: the output stayed on the device and was not clipped)."""
+    class White(torch.nn.Module):
+        uses_sigma = True
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x, sigma):
+            return torch.full_like(x, 2.0) + 0 * self.w
+
+    val = _images([(24, 24)], channels=1, seed=9)
+    data = CleanFolderData(_images(SIZES, channels=1), parse_noise("gaussian:25"), target="clean", crop=16,
+                           val_images=val)
+    cfg = TrainConfig(model="ffdnet-gray", train_dir=str(tmp_path), steps=1, batch_size=2, device="cpu",
+                      progress=False, plot=False, out=str(tmp_path / "run"))
+    trainer = Trainer(cfg, data=data, model=White())
+    from denoise.metrics import psnr
+
+    assert trainer.validate() == pytest.approx(float(psnr(torch.ones_like(val[0])[None], val[0][None],
+                                                          data_range=1.0)))

@@ -59,8 +59,8 @@ def rate_of(rows: list[dict], window: float) -> float | None:
 
 def launch(name: str, cfg: Path, run: Path, extra: list[str], log_name: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "denoise", "train", "--config", str(cfg), "--out", str(run), *extra]
-    out = open(run.parent / f"{name}.{log_name}.txt", "w")
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    with open(run.parent / f"{name}.{log_name}.txt", "w") as out:  # the child keeps its own copy
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
 def main(argv: list[str] | None = None) -> int:

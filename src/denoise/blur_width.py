@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .symmetries import transform
 from .utils import check_image
 
 __all__ = ["BUDGET", "MAX_GRID", "MIN_SIDE", "NAME", "WINDOW", "BlurWidthNet", "estimate_width",
@@ -149,12 +150,6 @@ def _starts(length: int, count: int, size: int) -> list[int]:
     return [round(i * (length - size) / (count - 1)) for i in range(count)]
 
 
-def _dihedral(w: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k``-th of the 8 flips/rotations (0: identity)."""
-    w = torch.rot90(w, k % 4, (-2, -1))
-    return torch.flip(w, (-1,)) if k >= 4 else w
-
-
 def _windows(y: torch.Tensor) -> torch.Tensor:
     """The windows of one luma image (1, 1, H, W), in all their views: (M, 1, S, S)."""
     h, w = y.shape[-2:]
@@ -169,7 +164,7 @@ def _windows(y: torch.Tensor) -> torch.Tensor:
                  for c in _starts(w, cols, WINDOW)]
     views = max(1, min(8, BUDGET // len(crops)))
     batch = torch.cat(crops, 0)
-    return torch.cat([_dihedral(batch, k) for k in range(views)], 0)
+    return torch.cat([transform(batch, k) for k in range(views)], 0)
 
 
 def _check(image, scale) -> None:

@@ -189,12 +189,12 @@ def _imresize(x: torch.Tensor, scales, out, kernel: str, antialias: bool,
               boundary: str = "replicate", uint8: bool = False) -> torch.Tensor:
     y = x.to(torch.float64)
     if uint8:
-        y = _quantize(y)
+        y = round_8bit(y)
     order = (0, 1) if scales[0] <= scales[1] else (1, 0)
     for d in order:
         y = _resize_dim(y, 2 + d, out[d], scales[d], kernel, antialias, boundary)
         if uint8:
-            y = _quantize(y)
+            y = round_8bit(y)
     return y.to(x.dtype)
 
 
@@ -288,7 +288,7 @@ def pil_bicubic(x: torch.Tensor, s: int) -> torch.Tensor:
     n, c, h, w = x.shape
     out = (w // s, h // s)
     box = (0, 0, out[0] * s, out[1] * s)
-    levels = _quantize(x.to(torch.float64)).mul(255).round().to(torch.uint8).cpu().numpy()
+    levels = round_8bit(x.to(torch.float64)).mul(255).round().to(torch.uint8).cpu().numpy()
     result = np.empty((n, c, out[1], out[0]), dtype=np.uint8)
     for i in range(n):
         for j in range(c):
@@ -309,8 +309,9 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
     return y.to(x.dtype)
 
 
-def _quantize(x: torch.Tensor) -> torch.Tensor:
-    """Clip to [0, 1] and round to 8-bit levels as MATLAB's uint8 conversion (halves up)."""
+def round_8bit(x: torch.Tensor) -> torch.Tensor:
+    """Clip to [0, 1] and round to 8-bit levels as MATLAB's uint8 conversion (halves up):
+    ``floor(255 x + 0.5) / 255``, what the SR literature's 8-bit test inputs went through."""
     return torch.floor(x.clamp(0.0, 1.0) * 255.0 + 0.5) / 255.0
 
 
@@ -325,7 +326,7 @@ def _sr_pair(sr, hr, scale, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     h, w = sr.shape[-2:]
     if h <= 2 * scale or w <= 2 * scale:
         raise InputError(f"{name}: a {h}x{w} image leaves nothing after shaving {scale} pixels")
-    ys = [rgb_to_y(_quantize(t.to(torch.float64))) for t in (sr, hr)]
+    ys = [rgb_to_y(round_8bit(t.to(torch.float64))) for t in (sr, hr)]
     if scale:
         ys = [t[..., scale:-scale, scale:-scale] for t in ys]
     return ys[0], ys[1]

@@ -133,9 +133,8 @@ def cmd_estimate_blur(args: argparse.Namespace) -> int:
     """``denoise estimate-blur``: check everything, estimate, print, write the outputs."""
     from ..blur import DEFAULT_CROP, estimate_blur
     from ..inference import resolve_device
-    from ..io import read_image, write_image
+    from ..io import read_image
     from ..upscale import check_upscaler
-    from ..utils import write_json
 
     _check_method(args)
     if args.method == "learned":
@@ -148,44 +147,40 @@ def cmd_estimate_blur(args: argparse.Namespace) -> int:
     est = estimate_blur(x, args.model, args.scale, kind=args.kind or "gaussian", size=args.size,
                         steps=args.steps, crop=crop, device=device)
     print(summary(args.image, est))
-    if args.kernel_out is not None:
-        k = est.kernel / est.kernel.max()
-        write_image(args.kernel_out, k[None, None].float(), overwrite=args.force)
-        print(f"kernel -> {args.kernel_out}")
-    if args.json is not None:
-        write_json(args.json, {"image": str(args.image), "model": args.model, **est.to_dict(),
-                               "curve": est.curve}, overwrite=args.force)
-        print(f"estimate -> {args.json}")
+    _write_outputs(args, est.kernel, {"image": str(args.image), "model": args.model, **est.to_dict(),
+                                      "curve": est.curve})
     return 0
 
 
-def _learned(args: argparse.Namespace) -> int:
-    """``--method learned``: the learned x2 width regressor; the Gaussian kernel of that width
-    for --kernel-out (--size taps, default 21)."""
-    from ..blur import DEFAULT_SIZE, gaussian_kernel
-    from ..blur_width import NAME, estimate_width
-    from ..errors import InputError
-    from ..io import read_image, write_image
+def _write_outputs(args: argparse.Namespace, kernel, record: dict) -> None:
+    """--kernel-out (the kernel scaled to its largest tap) and --json, of either method."""
+    from ..io import write_image
     from ..utils import write_json
 
-    if args.scale != 2:
-        raise InputError(f"--method learned is trained for x2 only, got --scale {args.scale}; use "
-                         "--method fit with an SR model of that scale")
-    _check_outputs(args)
-    if args.size is not None and (args.size % 2 == 0 or args.size > 101):
-        raise InputError(f"--size must be an odd number of taps in 1..101, got {args.size}")
-    x, _ = read_image(args.image)
-    width = estimate_width(x, args.scale)
-    print(learned_summary(args.image, width, args.scale))
-    size = args.size or DEFAULT_SIZE["gaussian"]
     if args.kernel_out is not None:
-        k = gaussian_kernel(width, size)
-        write_image(args.kernel_out, (k / k.max())[None, None].float(), overwrite=args.force)
+        write_image(args.kernel_out, (kernel / kernel.max())[None, None].float(), overwrite=args.force)
         print(f"kernel -> {args.kernel_out}")
     if args.json is not None:
-        write_json(args.json, {"image": str(args.image), "method": "learned", "model": NAME, "kind": "gaussian",
-                               "scale": args.scale, "width_hr": width, "width_lr": width / args.scale,
-                               "kernel_size": size, "kernel": gaussian_kernel(width, size).tolist()},
-                   overwrite=args.force)
+        write_json(args.json, record, overwrite=args.force)
         print(f"estimate -> {args.json}")
+
+
+def _learned(args: argparse.Namespace) -> int:
+    """``--method learned``: the learned x2 width regressor (it refuses other scales); the
+    Gaussian kernel of that width for the outputs (--size taps, default 21)."""
+    from ..blur import DEFAULT_SIZE, gaussian_kernel
+    from ..blur_width import NAME, estimate_width
+    from ..io import read_image
+
+    _check_outputs(args)
+    size = args.size or DEFAULT_SIZE["gaussian"]
+    gaussian_kernel(1.0, size)  # a bad --size is refused before any work
+    x, _ = read_image(args.image)
+    width = estimate_width(x, args.scale)
+    kernel = gaussian_kernel(width, size)
+    print(learned_summary(args.image, width, args.scale))
+    _write_outputs(args, kernel, {"image": str(args.image), "method": "learned", "model": NAME,
+                                  "kind": "gaussian", "scale": args.scale, "width_hr": width,
+                                  "width_lr": width / args.scale, "kernel_size": size,
+                                  "kernel": kernel.tolist()})
     return 0

@@ -81,6 +81,9 @@ class DeviceBatches:
                                  "leave --device-data off")
             self._kind = "folder"
             self._images, self._sizes = _stack(data.images, self.device)
+            if data.crop > int(self._sizes.min()):
+                raise InputError(f"crop {data.crop} is larger than a training image "
+                                 f"({int(self._sizes.min())} pixels on a side); pass a smaller crop")
             self._gen = torch.Generator(device=self.device)
         else:
             raise InputError(f"--device-data supports folder and SR data, not {type(data).__name__}: "
@@ -104,8 +107,6 @@ class DeviceBatches:
         sym = torch.randint(8, (batch_size,), generator=generator)
         crop = self._data.crop
         hw = self._sizes[idx]
-        if crop > int(hw.min()):
-            raise InputError(f"crop {crop} is larger than a training image; pass a smaller crop")
         top = (pos[:, 0] * (hw[:, 0] - crop + 1)).long()
         left = (pos[:, 1] * (hw[:, 1] - crop + 1)).long()
         clean = _symmetries(_gather(self._images, idx, top, left, crop), sym)
