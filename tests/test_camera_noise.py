@@ -150,6 +150,35 @@ def test_corr_spreads_the_noise_and_keeps_its_level(generator):
     assert _correlation_at(Camera(0.01, 1e-4, corr=1.0)(grey, generator) - grey, 2) > 0.3  # a Gaussian of width 1: exp(-1) = 0.37 at lag 2
 
 
+def test_chroma_reduction_scales_the_colour_part_only(generator):
+    field = torch.randn(4, 3, 32, 32, generator=generator, dtype=torch.float64)
+    factor = torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64)
+    out = cam.reduce_chroma(field, factor)
+    assert torch.allclose(out.mean(1), field.mean(1))  # luma kept
+    chroma_in, chroma_out = field - field.mean(1, keepdim=True), out - out.mean(1, keepdim=True)
+    assert torch.allclose(chroma_out, chroma_in * factor.view(-1, 1, 1, 1))
+
+
+def test_chroma_option_makes_camera_noise_grey(generator):
+    # in-camera chroma noise reduction, in processed linear RGB: f = 1 is the plain noise,
+    # f = 0 leaves noise equal in the three channels of the sRGB photo (the tone curve is
+    # the same per channel); the brightness part keeps its level (weak noise: the tone
+    # curve is nearly linear over it)
+    x = torch.full((4, 3, 64, 64), 0.4, dtype=torch.float64)
+    plain = Camera(0.0005, 1e-6)(x, torch.Generator().manual_seed(3)) - x
+    same = Camera(0.0005, 1e-6, chroma=1.0)(x, torch.Generator().manual_seed(3)) - x
+    assert (same - plain).abs().max() < 1e-9
+    grey = Camera(0.0005, 1e-6, chroma=0.0)(x, torch.Generator().manual_seed(3)) - x
+    chroma = grey - grey.mean(1, keepdim=True)
+    assert chroma.std() < 1e-6 * grey.std()
+    plain_chroma = plain - plain.mean(1, keepdim=True)
+    assert plain_chroma.std() > 0.3 * plain.std()  # raw demosaiced noise is far from grey
+    assert grey.mean(1).std().item() == pytest.approx(plain.mean(1).std().item(), rel=0.05)
+    half = Camera(0.0005, 1e-6, chroma=0.5)(x, torch.Generator().manual_seed(3)) - x
+    half_chroma = half - half.mean(1, keepdim=True)
+    assert half_chroma.std().item() == pytest.approx(0.5 * plain_chroma.std().item(), rel=0.05)
+
+
 def test_noise_off_gives_the_input_back(generator):
     x = _rand(3, 3, 32, 40, dtype=torch.float32)
     assert (Camera(0, 0)(x, generator) - x).abs().max() < 1e-4
@@ -190,6 +219,7 @@ def test_default_levels_are_drawn_log_uniformly(generator):
     ("camera:shot=0.002:jpeg", Camera(0.002, quality=(70, 95))),
     ("camera:q=80-100:mosaic", Camera(quality=(80, 100), mosaic=True)),
     ("camera:q=80-100,corr=0-1.5", Camera(quality=(80, 100), corr=(0, 1.5))),
+    ("camera:q=80-100,corr=0-1.5,chroma=0.1-1", Camera(quality=(80, 100), corr=(0, 1.5), chroma=(0.1, 1))),
 ])
 def test_camera_specs_round_trip(spec, expected):
     model = parse_noise(spec)
@@ -214,6 +244,7 @@ def test_seeded_determinism():
     ("camera:q=101", "JPEG quality must be >= 1 and <= 100"),
     ("camera:corr=-1", "correlation width must be >= 0"),
     ("camera:corr=20", "correlation width must be >= 0 and <= 16"),
+    ("camera:chroma=1.5", "chroma factor must be >= 0 and <= 1"),
     ("camera:iso=100", "bad camera option"),
     ("camera:shot=abc", "bad number"),
     ("camera:shot=0.01-0.001", "lo <= hi"),

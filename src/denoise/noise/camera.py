@@ -31,6 +31,16 @@ The idea is that of Brooks et al., "Unprocessing Images for Learned Raw Denoisin
    mean) is blurred by a Gaussian of standard deviation ``w`` and its chroma part (the
    rest) by ``2 w``, and each channel is rescaled to its former standard deviation (the
    level stays the shot/read level; only the spectrum changes), :func:`correlate`;
+6c. optional in-camera chroma noise reduction (``chroma``, off by default; colour only):
+   camera JPEG engines smooth colour noise much harder than brightness noise (their
+   "noise reduction" settings act mostly on chroma, and 4:2:0 JPEG halves its
+   resolution), so the colour part of a photo's noise is weaker, relative to its
+   brightness part, than raw demosaiced noise has it. With ``chroma`` a factor ``f`` in
+   [0, 1] is drawn per image and the noise's chroma part (the rest after its channel
+   mean) is scaled by ``f``; the luma part is kept, :func:`reduce_chroma`. This acts on
+   the noise after white balance and colour correction (linear sRGB primaries, where
+   grey is equal in the three channels); ``f = 1`` is the plain noise, ``f = 0`` leaves
+   grey noise;
 7. forward processing: white-balance gains, CCM and sRGB tone curve again;
 8. optional JPEG round trip (8-bit, PIL) with a quality drawn uniformly from ``quality``.
 
@@ -44,7 +54,7 @@ path above (JPEG included) and is turned back to grey with the BT.601 luma weigh
 Without JPEG the result is not clipped (``clip=True`` clips it to [0, 1]); with JPEG it is
 in [0, 1] and on the 8-bit grid. ``shot=0, read=0`` without JPEG gives the input back (up
 to rounding). Spec strings: ``camera``, ``camera:jpeg`` (quality 70-95), ``camera:mosaic``,
-``camera:shot=0.001-0.01,read=1e-05,q=90,corr=0-1.5``, each with ``:clip`` allowed; see
+``camera:shot=0.001-0.01,read=1e-05,q=90,corr=0-1.5,chroma=0.2-1``, each with ``:clip`` allowed; see
 :meth:`Camera.from_spec`.
 """
 from __future__ import annotations
@@ -215,6 +225,16 @@ def correlate(noise: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
     return torch.cat(out)
 
 
+def reduce_chroma(noise: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Scale the chroma part of a colour noise field (N, 3, H, W) by ``factor`` (N,).
+
+    The luma part is the channel mean, the chroma part the rest: the result is
+    ``luma + factor * (noise - luma)``, so the channel mean is unchanged.
+    """
+    luma = noise.mean(1, keepdim=True)
+    return luma + factor.to(noise).view(-1, 1, 1, 1) * (noise - luma)
+
+
 # ----------------------------------------------------------------------------- model
 
 def _draw(value: Param, n: int, gen: torch.Generator, like: torch.Tensor, *, log: bool = False) -> torch.Tensor:
@@ -244,10 +264,12 @@ class Camera(Noise):
     kind = "camera"
 
     def __init__(self, shot: Param = SHOT_RANGE, read: Param | None = None, quality: Param | None = None, *,
-                 corr: Param | None = None, mosaic: bool = False, clip: bool = False):
+                 corr: Param | None = None, chroma: Param | None = None, mosaic: bool = False,
+                 clip: bool = False):
         super().__init__(clip=clip)
         self.mosaic = bool(mosaic)
         self.corr = None if corr is None else _check_param("Camera", "correlation width", corr, 0.0, 16.0)
+        self.chroma = None if chroma is None else _check_param("Camera", "chroma factor", chroma, 0.0, 1.0)
         self.shot = _check_param("Camera", "shot level", shot, 0.0)
         self.read = None if read is None else _check_param("Camera", "read variance", read, 0.0)
         self.quality = None if quality is None else _check_param("Camera", "JPEG quality", quality, 1.0, 100.0)
@@ -281,8 +303,11 @@ class Camera(Noise):
             noise = demosaic(raw_noise(mosaic(raw), shot, read, gen))
             if self.corr is not None:
                 noise = correlate(noise, _draw(self.corr, n, gen, x))
-            raw = raw + noise
-            noisy = linear_to_srgb(apply_ccm(apply_gains(raw, red, blue), ccm))
+            if self.chroma is None:
+                noisy = linear_to_srgb(apply_ccm(apply_gains(raw + noise, red, blue), ccm))
+            else:  # in the processed linear RGB, where grey noise is equal in the three channels
+                noise = reduce_chroma(apply_ccm(apply_gains(noise, red, blue), ccm), _draw(self.chroma, n, gen, x))
+                noisy = linear_to_srgb(linear + noise)
         if self.quality is not None:
             quality = _draw(self.quality, n, gen, x).round().int().tolist()
             noisy = jpeg(noisy, quality)
@@ -301,10 +326,10 @@ class Camera(Noise):
                 continue
             for item in token.split(","):
                 key, eq, value = (s.strip() for s in item.partition("="))
-                name = {"shot": "shot", "read": "read", "q": "quality", "corr": "corr"}.get(key)
+                name = {"shot": "shot", "read": "read", "q": "quality", "corr": "corr", "chroma": "chroma"}.get(key)
                 if not eq or name is None:
                     raise InputError(f"bad camera option {item.strip()!r} in noise spec {spec!r} "
-                                     f"(use shot=, read=, q=, corr=, jpeg, mosaic, clip){hint}")
+                                     f"(use shot=, read=, q=, corr=, chroma=, jpeg, mosaic, clip){hint}")
                 kwargs[name] = _parse_camera_value(value, spec)
         return cls(**kwargs)
 
@@ -313,6 +338,7 @@ class Camera(Noise):
         items += [] if self.read is None else [f"read={_format_param(self.read)}"]
         items += [] if self.quality is None else [f"q={_format_param(self.quality)}"]
         items += [] if self.corr is None else [f"corr={_format_param(self.corr)}"]
+        items += [] if self.chroma is None else [f"chroma={_format_param(self.chroma)}"]
         return ",".join(items)
 
     @property
@@ -325,6 +351,7 @@ class Camera(Noise):
         return (f"shot={_repr_param(self.shot)}, read={None if self.read is None else _repr_param(self.read)}, "
                 f"quality={None if self.quality is None else _repr_param(self.quality)}"
                 + (f", corr={_repr_param(self.corr)}" if self.corr is not None else "")
+                + (f", chroma={_repr_param(self.chroma)}" if self.chroma is not None else "")
                 + (", mosaic=True" if self.mosaic else ""))
 
 
