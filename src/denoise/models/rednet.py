@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import InputError
 from .base import Restorer
-from .registry import register_model
+from .registry import register_model, register_weights
 from .unet import pad_to_multiple
 
 #: The report's fixed gates delta_1..delta_4 (main path after conv 1..4).
@@ -224,3 +224,6 @@ register_model("rednet", description="RED-Net conv-deconv denoiser with symmetri
                "(pass depth=20|30, channels=1|3; blind, residual)")(REDNet)
 register_model("dsc", description="Gated conv-deconv denoiser with direct symmetric connections "
                "(pass gates=fixed|learned|none, channels=1|3; blind)")(GatedDSC)
+register_weights("rednet-mixed-color", "rednet", channels=3, depth=20, description=(
+    "RED-Net-20, color, trained with clean targets on CBSD432 for Gaussian (sigma 0-50) plus salt-and-pepper "
+    "(p 0-0.2) noise, blind (the variant that won benchmarks/gates_claim.py)"))
