@@ -303,11 +303,11 @@ class Camera(Noise):
             noise = demosaic(raw_noise(mosaic(raw), shot, read, gen))
             if self.corr is not None:
                 noise = correlate(noise, _draw(self.corr, n, gen, x))
-            if self.chroma is None:
-                noisy = linear_to_srgb(apply_ccm(apply_gains(raw + noise, red, blue), ccm))
-            else:  # in the processed linear RGB, where grey noise is equal in the three channels
-                noise = reduce_chroma(apply_ccm(apply_gains(noise, red, blue), ccm), _draw(self.chroma, n, gen, x))
-                noisy = linear_to_srgb(linear + noise)
+            # forward processing is linear: the clean part processes back to ``linear``
+            noise = apply_ccm(apply_gains(noise, red, blue), ccm)
+            if self.chroma is not None:  # in processed linear RGB, where grey noise is equal in R, G, B
+                noise = reduce_chroma(noise, _draw(self.chroma, n, gen, x))
+            noisy = linear_to_srgb(linear + noise)
         if self.quality is not None:
             quality = _draw(self.quality, n, gen, x).round().int().tolist()
             noisy = jpeg(noisy, quality)
