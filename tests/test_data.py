@@ -17,7 +17,9 @@ from denoise.training.data import (
     pair_paths,
     random_patches,
     split_holdout,
+    zoomed_patches,
 )
+from denoise.training.config import TrainConfig
 
 
 def _write(folder, name, h=20, w=24, c=1, seed=0):
@@ -178,3 +180,45 @@ def test_split_holdout():
     assert split_holdout(10, 2, "images") == 8
     with pytest.raises(InputError, match="cannot hold out 10 of 10"):
         split_holdout(10, 10, "images")
+
+
+def _stripes(period: int, size: int = 96) -> torch.Tensor:
+    """A (3, size, size) image of vertical stripes, ``period`` pixels per cycle."""
+    x = 0.5 + 0.4 * torch.sin(torch.arange(size) * (2 * torch.pi / period))
+    return x.expand(3, size, size).clone()
+
+
+def test_zoomed_patches_magnify_content_and_are_seeded():
+    images = [_stripes(8)]
+    def freq(p):  # mean absolute step between neighbours, across the stripes or along them
+        return torch.maximum((p[..., 1:] - p[..., :-1]).abs().mean(), (p[..., 1:, :] - p[..., :-1, :]).abs().mean())
+    plain = zoomed_patches(images, 32, 32, 1.0, torch.Generator().manual_seed(0))
+    zoomed = zoomed_patches(images, 32, 32, 4.0, torch.Generator().manual_seed(0))
+    again = zoomed_patches(images, 32, 32, 4.0, torch.Generator().manual_seed(0))
+    assert plain.shape == zoomed.shape == (32, 3, 32, 32)
+    assert torch.equal(zoomed, again)
+    assert zoomed.min() >= 0 and zoomed.max() <= 1
+    # factor 1 is a plain crop: the stripes' neighbour steps stay; zoom up to 4 (about 2 on
+    # average in log scale) slows them by about that much
+    assert float(freq(zoomed)) < 0.7 * float(freq(plain))
+    # zoom 1 draws exactly the crops of random_patches (same order of draws)
+    (ref,) = random_patches(images, 32, 32, torch.Generator().manual_seed(0))
+    assert torch.allclose(plain, ref)
+
+
+def test_zoom_in_folder_data_and_config():
+    images = [torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    data = CleanFolderData(images, parse_noise("gaussian:25"), target="clean", crop=16, zoom=2,
+                           val_images=images[:1], val_crop=16)
+    batch = data.sample(4, torch.Generator().manual_seed(0))
+    assert batch.input.shape == batch.target.shape == (4, 3, 16, 16)
+    assert data.validation()[0][1].shape == (1, 3, 16, 16)  # validation is not zoomed
+    with pytest.raises(InputError, match="zoom"):
+        CleanFolderData(images, parse_noise("gaussian:25"), crop=16, zoom=0.5)
+    with pytest.raises(InputError, match="zoom"):
+        CleanFolderData(images, parse_noise("gaussian:25"), crop=None, zoom=2)
+    for bad in (dict(zoom=0.5), dict(zoom=9.0), dict(zoom=2.0, data="pairs"), dict(zoom=2.0, crop=None)):
+        cfg = TrainConfig(train_dir="x", **bad)
+        with pytest.raises(InputError, match="--zoom"):
+            cfg.validate()
+    TrainConfig(train_dir="x", zoom=2.0).validate()

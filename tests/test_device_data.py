@@ -71,6 +71,9 @@ def test_unsupported_data_is_refused_clearly():
     whole = CleanFolderData(_images([(16, 16)] * 2), parse_noise("gaussian:25"), target="clean", crop=None)
     with pytest.raises(InputError, match="--crop"):
         DeviceBatches(whole, "cpu")
+    zoomed = CleanFolderData(_images([(16, 16)] * 2), parse_noise("gaussian:25"), target="clean", crop=8, zoom=2)
+    with pytest.raises(InputError, match="--zoom"):
+        DeviceBatches(zoomed, "cpu")
 
 
 def test_trainer_runs_and_resumes_with_device_data(tmp_path):

@@ -23,7 +23,7 @@ def folder_data(config: TrainConfig, images: list[torch.Tensor]):
     return D.CleanFolderData(images[:n], D.parse_noise(config.noise), target=config.target,
                              crop=config.crop, val_images=images[n:],
                              val_noise=D.parse_noise(default_val_noise(config)),
-                             val_crop=config.val_crop, val_seed=config.seed + 12345)
+                             val_crop=config.val_crop, val_seed=config.seed + 12345, zoom=config.zoom)
 
 
 def build_data(config: TrainConfig):

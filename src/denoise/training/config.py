@@ -49,6 +49,7 @@ class TrainConfig:
     val_clean: str | None = None
     val_noise: str | None = None
     val_crop: int | None = None
+    zoom: float | None = None
     # optimisation
     crop: int | None = 64
     batch_size: int = 16
@@ -142,6 +143,10 @@ class TrainConfig:
             (self.crop is None or self.crop >= 8, "--crop must be at least 8 pixels (or none for whole images)"),
             (self.val_count is None or self.val_count >= 0, "--val-count must be >= 0"),
             (self.val_clean is None or self.data == "pairs", "--val-clean needs --data pairs"),
+            (self.zoom is None or (self.data == "folder" and self.noise not in NO_NOISE and self.crop is not None),
+             "--zoom magnifies clean training crops before the noise: it needs --data folder, a --noise and "
+             "a --crop"),
+            (self.zoom is None or 1 <= self.zoom <= 8, "--zoom must be a factor in [1, 8]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -204,6 +209,9 @@ OPTION_HELP = {
     "val_clean": "folder of clean images named like held-out input views: validation PSNR is then "
                  "measured against them (data=pairs; without it, against the noisy target view)",
     "val_noise": "noise spec for validation (default: the training noise, a sigma range at its midpoint)",
+    "zoom": "magnify each clean training crop by a factor drawn log-uniform in [1, zoom] (bicubic) "
+            "before the noise, so that content is as smooth per pixel as in high-resolution photos "
+            "(data=folder; validation unchanged; null: off)",
     "val_crop": "center crop of validation images (pixels; null: whole images)",
     "crop": "side of the random training crops (null: whole images)",
     "batch_size": "global batch size (split across processes under torchrun)",

@@ -18,6 +18,7 @@ images or pairs (in sorted order) for validation, never used for training.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -113,6 +114,35 @@ def random_patches(images: Sequence[torch.Tensor] | Sequence[tuple[torch.Tensor,
     return [torch.stack(p) for p in out]
 
 
+def zoomed_patches(images: Sequence[torch.Tensor], batch_size: int, crop: int, zoom: float,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Random ``crop``-pixel patches magnified by a factor drawn per patch, log-uniform in
+    ``[1, zoom]``: a square of side ``round(crop / factor)`` is cut (random place, flip and
+    rotation as in :func:`random_patches`) and enlarged to ``crop`` by bicubic interpolation
+    (clamped to [0, 1]). The content then varies as slowly per pixel as in photos of more
+    pixels than the training images (a 24 MP photo against a 0.15 MP BSD scan), while the
+    noise, added afterwards, stays pixel-sized. Returns (N, C, crop, crop)."""
+    import torch.nn.functional as F
+
+    idx = torch.randint(len(images), (batch_size,), generator=generator)
+    pos = torch.rand(batch_size, 2, generator=generator)
+    sym = torch.randint(8, (batch_size,), generator=generator)
+    factor = torch.exp(torch.rand(batch_size, generator=generator) * math.log(zoom))
+    out = []
+    for k in range(batch_size):
+        img = images[int(idx[k])]
+        h, w = img.shape[-2:]
+        side = max(2, min(crop, int(round(crop / float(factor[k])))))
+        if side > h or side > w:
+            raise InputError(f"crop {crop} is larger than a training image ({h}x{w}); pass a smaller crop")
+        top, left = int(pos[k, 0] * (h - side + 1)), int(pos[k, 1] * (w - side + 1))
+        patch = transform(img[:, top:top + side, left:left + side], int(sym[k]))
+        if side != crop:
+            patch = F.interpolate(patch[None], size=(crop, crop), mode="bicubic", align_corners=False)[0]
+        out.append(patch.clamp(0, 1))
+    return torch.stack(out)
+
+
 def center_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
     """Center crop of the last two dims to at most ``size`` (None: unchanged)."""
     if size is None:
@@ -164,18 +194,25 @@ class CleanFolderData:
 
     def __init__(self, images: Sequence[torch.Tensor], noise: NoiseFn, *, target: str = "noisy",
                  crop: int | None = 64, val_images: Sequence[torch.Tensor] = (),
-                 val_noise: NoiseFn | None = None, val_crop: int | None = None, val_seed: int = 12345):
+                 val_noise: NoiseFn | None = None, val_crop: int | None = None, val_seed: int = 12345,
+                 zoom: float | None = None):
         if target not in ("noisy", "clean", "self"):
             raise InputError(f"target must be 'noisy', 'clean' or 'self', got {target!r}")
         if not images:
             raise InputError("no training images")
+        if zoom is not None and (crop is None or not 1 <= zoom <= 8):
+            raise InputError("zoom needs a crop size and a factor in [1, 8]")
         self.images, self.noise, self.target, self.crop = list(images), noise, target, crop
+        self.zoom = zoom  # training crops magnified by up to this factor (validation: unchanged)
         self.channels = int(self.images[0].shape[0])
         self.val_images = [center_crop(v, val_crop) for v in val_images]
         self.val_noise, self.val_seed = val_noise or noise, val_seed
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        (clean,) = random_patches(self.images, batch_size, self.crop, generator)
+        if self.zoom is None:
+            (clean,) = random_patches(self.images, batch_size, self.crop, generator)
+        else:
+            clean = zoomed_patches(self.images, batch_size, self.crop, self.zoom, generator)
         inp, sigma = _noisy(self.noise, clean, generator)
         if self.target in ("clean", "self"):  # self: the objective makes the target from inp
             return Batch(inp, clean if self.target == "clean" else inp, sigma=sigma)

@@ -75,6 +75,8 @@ class DeviceBatches:
         elif isinstance(data, CleanFolderData):
             if data.crop is None:
                 raise InputError("--device-data needs --crop (patches of one size)")
+            if data.zoom is not None:
+                raise InputError("--device-data does not draw zoomed crops; leave --zoom or --device-data off")
             if data.target not in ("clean", "noisy") or getattr(data.noise, "with_mask", None) is not None:
                 raise InputError("--device-data draws clean or independently noisy targets; "
                                  f"target={data.target!r} with {data.noise!r} is not supported: "
