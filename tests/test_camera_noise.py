@@ -179,6 +179,33 @@ def test_chroma_option_makes_camera_noise_grey(generator):
     assert half_chroma.std().item() == pytest.approx(0.5 * plain_chroma.std().item(), rel=0.05)
 
 
+def test_chroma_lowpass_blurs_the_colour_part_only_and_weakens_it(generator):
+    field = torch.randn(3, 3, 64, 64, generator=generator, dtype=torch.float64)
+    out = cam.lowpass_chroma(field, torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64))
+    assert torch.allclose(out.mean(1), field.mean(1))  # luma kept
+    assert torch.allclose(out[0], field[0])  # width 0: unchanged
+    chroma = out - out.mean(1, keepdim=True)
+    before = (field - field.mean(1, keepdim=True)).std().item()
+    # white noise through a Gaussian of width b keeps 1 / (2 b sqrt(pi)) of its standard
+    # deviation in 2-D: 0.28 at b = 1, 0.094 at b = 3
+    assert chroma[1].std().item() == pytest.approx(before / (2 * math.sqrt(math.pi)), rel=0.1)
+    assert chroma[2].std().item() == pytest.approx(before / (6 * math.sqrt(math.pi)), rel=0.15)
+    assert _correlation_at(chroma[2:3], 2) > 0.7  # smooth blotches: exp(-4/36) = 0.89 at lag 2
+
+
+def test_cblur_option_in_the_camera_pipeline(generator):
+    x = torch.full((4, 3, 64, 64), 0.4, dtype=torch.float64)
+    plain = Camera(0.0005, 1e-6, chroma=0.5)(x, torch.Generator().manual_seed(3)) - x
+    same = Camera(0.0005, 1e-6, chroma=0.5, cblur=0.0)(x, torch.Generator().manual_seed(3)) - x
+    assert (same - plain).abs().max() < 1e-9  # width 0 draws nothing new before it and changes nothing
+    blurred = Camera(0.0005, 1e-6, chroma=0.5, cblur=2.0)(x, torch.Generator().manual_seed(3)) - x
+    chroma = lambda n: n - n.mean(1, keepdim=True)
+    # demosaiced noise is already smooth over 2-3 pixels, so a blur of width 2 keeps about
+    # a third of its chroma part (white noise would keep 0.14)
+    assert 0.2 * chroma(plain).std() < chroma(blurred).std() < 0.45 * chroma(plain).std()
+    assert blurred.mean(1).std().item() == pytest.approx(plain.mean(1).std().item(), rel=0.05)  # luma level kept
+
+
 def test_noise_off_gives_the_input_back(generator):
     x = _rand(3, 3, 32, 40, dtype=torch.float32)
     assert (Camera(0, 0)(x, generator) - x).abs().max() < 1e-4
@@ -220,6 +247,7 @@ def test_default_levels_are_drawn_log_uniformly(generator):
     ("camera:q=80-100:mosaic", Camera(quality=(80, 100), mosaic=True)),
     ("camera:q=80-100,corr=0-1.5", Camera(quality=(80, 100), corr=(0, 1.5))),
     ("camera:q=80-100,corr=0-1.5,chroma=0.1-1", Camera(quality=(80, 100), corr=(0, 1.5), chroma=(0.1, 1))),
+    ("camera:chroma=0-1,cblur=0-4", Camera(chroma=(0, 1), cblur=(0, 4))),
 ])
 def test_camera_specs_round_trip(spec, expected):
     model = parse_noise(spec)
@@ -245,6 +273,8 @@ def test_seeded_determinism():
     ("camera:corr=-1", "correlation width must be >= 0"),
     ("camera:corr=20", "correlation width must be >= 0 and <= 16"),
     ("camera:chroma=1.5", "chroma factor must be >= 0 and <= 1"),
+    ("camera:cblur=-1", "chroma blur width must be >= 0"),
+    ("camera:cblur=17", "chroma blur width must be >= 0 and <= 16"),
     ("camera:iso=100", "bad camera option"),
     ("camera:shot=abc", "bad number"),
     ("camera:shot=0.01-0.001", "lo <= hi"),

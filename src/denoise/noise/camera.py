@@ -41,6 +41,14 @@ The idea is that of Brooks et al., "Unprocessing Images for Learned Raw Denoisin
    the noise after white balance and colour correction (linear sRGB primaries, where
    grey is equal in the three channels); ``f = 1`` is the plain noise, ``f = 0`` leaves
    grey noise;
+6d. optional chroma low-pass (``cblur``, off by default; colour only): the noise
+   reduction of a camera's JPEG engine is a spatial filter on chroma (and 4:2:0 JPEG
+   resamples chroma at half resolution), so what is left of a photo's colour noise is
+   low-frequency blotches, weaker *and* more correlated than the demosaiced noise;
+   scaling alone (6c) keeps its fine grain. With ``cblur`` a width ``b`` (pixels) is
+   drawn per image and the chroma part is blurred by a Gaussian of standard deviation
+   ``b`` *without* restoring its level (unlike 6b), :func:`lowpass_chroma`; the luma part
+   is kept. After 6c, in the same space;
 7. forward processing: white-balance gains, CCM and sRGB tone curve again;
 8. optional JPEG round trip (8-bit, PIL) with a quality drawn uniformly from ``quality``.
 
@@ -54,7 +62,7 @@ path above (JPEG included) and is turned back to grey with the BT.601 luma weigh
 Without JPEG the result is not clipped (``clip=True`` clips it to [0, 1]); with JPEG it is
 in [0, 1] and on the 8-bit grid. ``shot=0, read=0`` without JPEG gives the input back (up
 to rounding). Spec strings: ``camera``, ``camera:jpeg`` (quality 70-95), ``camera:mosaic``,
-``camera:shot=0.001-0.01,read=1e-05,q=90,corr=0-1.5,chroma=0.2-1``, each with ``:clip`` allowed; see
+``camera:shot=0.001-0.01,read=1e-05,q=90,corr=0-1.5,chroma=0.2-1,cblur=0-4``, each with ``:clip`` allowed; see
 :meth:`Camera.from_spec`.
 """
 from __future__ import annotations
@@ -235,6 +243,16 @@ def reduce_chroma(noise: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return luma + factor.to(noise).view(-1, 1, 1, 1) * (noise - luma)
 
 
+def lowpass_chroma(noise: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """Blur the chroma part of a colour noise field (N, 3, H, W) by a Gaussian of standard
+    deviation ``width`` (N,) pixels, its level not restored (a low-pass filter: the
+    chroma part gets weaker and smoother); the luma part (channel mean) is kept. A width
+    of 0 keeps the image's noise as it is."""
+    luma = noise.mean(1, keepdim=True)
+    out = [luma[k:k + 1] + _gaussian_blur(noise[k:k + 1] - luma[k:k + 1], w) for k, w in enumerate(width.tolist())]
+    return torch.cat(out)
+
+
 # ----------------------------------------------------------------------------- model
 
 def _draw(value: Param, n: int, gen: torch.Generator, like: torch.Tensor, *, log: bool = False) -> torch.Tensor:
@@ -264,12 +282,13 @@ class Camera(Noise):
     kind = "camera"
 
     def __init__(self, shot: Param = SHOT_RANGE, read: Param | None = None, quality: Param | None = None, *,
-                 corr: Param | None = None, chroma: Param | None = None, mosaic: bool = False,
-                 clip: bool = False):
+                 corr: Param | None = None, chroma: Param | None = None, cblur: Param | None = None,
+                 mosaic: bool = False, clip: bool = False):
         super().__init__(clip=clip)
         self.mosaic = bool(mosaic)
         self.corr = None if corr is None else _check_param("Camera", "correlation width", corr, 0.0, 16.0)
         self.chroma = None if chroma is None else _check_param("Camera", "chroma factor", chroma, 0.0, 1.0)
+        self.cblur = None if cblur is None else _check_param("Camera", "chroma blur width", cblur, 0.0, 16.0)
         self.shot = _check_param("Camera", "shot level", shot, 0.0)
         self.read = None if read is None else _check_param("Camera", "read variance", read, 0.0)
         self.quality = None if quality is None else _check_param("Camera", "JPEG quality", quality, 1.0, 100.0)
@@ -307,6 +326,8 @@ class Camera(Noise):
             noise = apply_ccm(apply_gains(noise, red, blue), ccm)
             if self.chroma is not None:  # in processed linear RGB, where grey noise is equal in R, G, B
                 noise = reduce_chroma(noise, _draw(self.chroma, n, gen, x))
+            if self.cblur is not None:  # the same space: the camera's chroma noise filter
+                noise = lowpass_chroma(noise, _draw(self.cblur, n, gen, x))
             noisy = linear_to_srgb(linear + noise)
         if self.quality is not None:
             quality = _draw(self.quality, n, gen, x).round().int().tolist()
@@ -326,10 +347,11 @@ class Camera(Noise):
                 continue
             for item in token.split(","):
                 key, eq, value = (s.strip() for s in item.partition("="))
-                name = {"shot": "shot", "read": "read", "q": "quality", "corr": "corr", "chroma": "chroma"}.get(key)
+                name = {"shot": "shot", "read": "read", "q": "quality", "corr": "corr", "chroma": "chroma",
+                        "cblur": "cblur"}.get(key)
                 if not eq or name is None:
                     raise InputError(f"bad camera option {item.strip()!r} in noise spec {spec!r} "
-                                     f"(use shot=, read=, q=, corr=, chroma=, jpeg, mosaic, clip){hint}")
+                                     f"(use shot=, read=, q=, corr=, chroma=, cblur=, jpeg, mosaic, clip){hint}")
                 kwargs[name] = _parse_camera_value(value, spec)
         return cls(**kwargs)
 
@@ -339,6 +361,7 @@ class Camera(Noise):
         items += [] if self.quality is None else [f"q={_format_param(self.quality)}"]
         items += [] if self.corr is None else [f"corr={_format_param(self.corr)}"]
         items += [] if self.chroma is None else [f"chroma={_format_param(self.chroma)}"]
+        items += [] if self.cblur is None else [f"cblur={_format_param(self.cblur)}"]
         return ",".join(items)
 
     @property
@@ -352,6 +375,7 @@ class Camera(Noise):
                 f"quality={None if self.quality is None else _repr_param(self.quality)}"
                 + (f", corr={_repr_param(self.corr)}" if self.corr is not None else "")
                 + (f", chroma={_repr_param(self.chroma)}" if self.chroma is not None else "")
+                + (f", cblur={_repr_param(self.cblur)}" if self.cblur is not None else "")
                 + (", mosaic=True" if self.mosaic else ""))
 
 
