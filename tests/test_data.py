@@ -17,7 +17,6 @@ from denoise.training.data import (
     pair_paths,
     random_patches,
     split_holdout,
-    zoomed_patches,
 )
 from denoise.training.config import TrainConfig
 
@@ -192,9 +191,9 @@ def test_zoomed_patches_magnify_content_and_are_seeded():
     images = [_stripes(8)]
     def freq(p):  # mean absolute step between neighbours, across the stripes or along them
         return torch.maximum((p[..., 1:] - p[..., :-1]).abs().mean(), (p[..., 1:, :] - p[..., :-1, :]).abs().mean())
-    plain = zoomed_patches(images, 32, 32, 1.0, torch.Generator().manual_seed(0))
-    zoomed = zoomed_patches(images, 32, 32, 4.0, torch.Generator().manual_seed(0))
-    again = zoomed_patches(images, 32, 32, 4.0, torch.Generator().manual_seed(0))
+    plain = random_patches(images, 32, 32, torch.Generator().manual_seed(0), zoom=1.0)[0]
+    zoomed = random_patches(images, 32, 32, torch.Generator().manual_seed(0), zoom=4.0)[0]
+    again = random_patches(images, 32, 32, torch.Generator().manual_seed(0), zoom=4.0)[0]
     assert plain.shape == zoomed.shape == (32, 3, 32, 32)
     assert torch.equal(zoomed, again)
     assert zoomed.min() >= 0 and zoomed.max() <= 1

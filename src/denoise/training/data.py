@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ImageReadError, InputError
 from ..io import list_images, read_image, rgb_to_gray
@@ -88,59 +89,42 @@ def load_folder(folder: str | Path, *, gray: bool | None = None) -> tuple[list[s
 
 
 def random_patches(images: Sequence[torch.Tensor] | Sequence[tuple[torch.Tensor, ...]], batch_size: int,
-                   crop: int | None, generator: torch.Generator) -> list[torch.Tensor]:
+                   crop: int | None, generator: torch.Generator, zoom: float | None = None) -> list[torch.Tensor]:
     """Draw ``batch_size`` random patches with random flips and 90-degree rotations.
 
     ``images`` holds (C, H, W) tensors, or tuples of aligned tensors (a pair) cropped and
     transformed identically. Returns one (N, C, crop, crop) tensor per tuple element.
     ``crop=None`` takes whole images (they must then all have the same size, e.g. 32x32
     EE-559 patches). Random draws come only from ``generator``.
+
+    With ``zoom`` (needs ``crop``) each patch is magnified by a factor drawn log-uniform in
+    ``[1, zoom]`` (one more draw per patch, after the others): a square of side
+    ``round(crop / factor)`` is cut and enlarged to ``crop`` by bicubic interpolation,
+    clamped to [0, 1]. The content then varies as slowly per pixel as in photos of more
+    pixels than the training images, while noise added afterwards stays pixel-sized.
     """
     groups = [g if isinstance(g, tuple) else (g,) for g in images]
     idx = torch.randint(len(groups), (batch_size,), generator=generator)
     pos = torch.rand(batch_size, 2, generator=generator)
     sym = torch.randint(8, (batch_size,), generator=generator)
+    factor = None if zoom is None else torch.exp(torch.rand(batch_size, generator=generator) * math.log(zoom))
     out: list[list[torch.Tensor]] = [[] for _ in groups[0]]
     for k in range(batch_size):
         group = groups[int(idx[k])]
         h, w = group[0].shape[-2:]
         ch, cw = (h, w) if crop is None else (crop, crop)
+        if factor is not None:
+            ch = cw = max(2, min(crop, round(crop / float(factor[k]))))
         if ch > h or cw > w:
             raise InputError(f"crop {crop} is larger than a training image ({h}x{w}); pass a smaller crop")
         top, left = int(pos[k, 0] * (h - ch + 1)), int(pos[k, 1] * (w - cw + 1))
         s = int(sym[k])
         for j, img in enumerate(group):
-            out[j].append(transform(img[:, top:top + ch, left:left + cw], s))
+            patch = transform(img[:, top:top + ch, left:left + cw], s)
+            if factor is not None and ch != crop:
+                patch = F.interpolate(patch[None], size=(crop, crop), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+            out[j].append(patch)
     return [torch.stack(p) for p in out]
-
-
-def zoomed_patches(images: Sequence[torch.Tensor], batch_size: int, crop: int, zoom: float,
-                   generator: torch.Generator) -> torch.Tensor:
-    """Random ``crop``-pixel patches magnified by a factor drawn per patch, log-uniform in
-    ``[1, zoom]``: a square of side ``round(crop / factor)`` is cut (random place, flip and
-    rotation as in :func:`random_patches`) and enlarged to ``crop`` by bicubic interpolation
-    (clamped to [0, 1]). The content then varies as slowly per pixel as in photos of more
-    pixels than the training images (a 24 MP photo against a 0.15 MP BSD scan), while the
-    noise, added afterwards, stays pixel-sized. Returns (N, C, crop, crop)."""
-    import torch.nn.functional as F
-
-    idx = torch.randint(len(images), (batch_size,), generator=generator)
-    pos = torch.rand(batch_size, 2, generator=generator)
-    sym = torch.randint(8, (batch_size,), generator=generator)
-    factor = torch.exp(torch.rand(batch_size, generator=generator) * math.log(zoom))
-    out = []
-    for k in range(batch_size):
-        img = images[int(idx[k])]
-        h, w = img.shape[-2:]
-        side = max(2, min(crop, int(round(crop / float(factor[k])))))
-        if side > h or side > w:
-            raise InputError(f"crop {crop} is larger than a training image ({h}x{w}); pass a smaller crop")
-        top, left = int(pos[k, 0] * (h - side + 1)), int(pos[k, 1] * (w - side + 1))
-        patch = transform(img[:, top:top + side, left:left + side], int(sym[k]))
-        if side != crop:
-            patch = F.interpolate(patch[None], size=(crop, crop), mode="bicubic", align_corners=False)[0]
-        out.append(patch.clamp(0, 1))
-    return torch.stack(out)
 
 
 def center_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -209,10 +193,7 @@ class CleanFolderData:
         self.val_noise, self.val_seed = val_noise or noise, val_seed
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        if self.zoom is None:
-            (clean,) = random_patches(self.images, batch_size, self.crop, generator)
-        else:
-            clean = zoomed_patches(self.images, batch_size, self.crop, self.zoom, generator)
+        (clean,) = random_patches(self.images, batch_size, self.crop, generator, zoom=self.zoom)
         inp, sigma = _noisy(self.noise, clean, generator)
         if self.target in ("clean", "self"):  # self: the objective makes the target from inp
             return Batch(inp, clean if self.target == "clean" else inp, sigma=sigma)
