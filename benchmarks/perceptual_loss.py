@@ -206,14 +206,29 @@ def score(model, sets) -> tuple[dict, dict[str, torch.Tensor]]:
     return results, outputs
 
 
-def run_row(row: Row, budget: Budget, runs: Path, train_dir: Path, images, classifier, classifier_id: str,
+class PixelL2(torch.nn.Module):
+    """The loss of a row without a feature term: mean squared error, no classifier involved
+    (so the ``pixel`` row, the denoiser of ``benchmarks/pretraining.py``, trains before the
+    classifier exists)."""
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, *, mask=None, progress: float = 0.0,
+                noisy: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.mean((pred - target) ** 2)
+
+
+def run_row(row: Row, budget: Budget, runs: Path, train_dir: Path, images, classifier, classifier_id: str | None,
             sets) -> tuple[dict, dict]:
+    """Train (or reuse) one row and score it. ``classifier`` may be None for a row without
+    a feature term (its calibration is then not measured)."""
     config = budget.config(train_dir, runs / row.name)
     data = folder_data(config, images())
-    scale = calibration(data, classifier, budget.layers)
-    loss_fn = make_loss(row, classifier, budget.layers, scale)
-    card = {"row": asdict(row), "layers": list(budget.layers), "calibration": scale, "classifier": classifier_id,
-            "noise": NOISE}
+    scale = calibration(data, classifier, budget.layers) if classifier is not None else None
+    if row.feature:
+        loss_fn = make_loss(row, classifier, budget.layers, scale)
+        card = {"row": asdict(row), "layers": list(budget.layers), "calibration": scale, "classifier": classifier_id,
+                "noise": NOISE}
+    else:
+        loss_fn, card = PixelL2(), {"row": asdict(row), "noise": NOISE}
     train_row(row, config, data, loss_fn, card)
     model, ckpt = trained_model(config)
     start = time.perf_counter()
@@ -381,7 +396,12 @@ def main(argv: list[str] | None = None) -> int:
         root = data_root()
         if root is None or not (root / TRAIN_SET).is_dir():
             raise InputError(f"{TRAIN_SET} not found: set DENOISE_DATA to the image data folder")
-        classifier, _ = load_classifier(classifier_path)
+        pixel_only = all(not r.feature for r in rows)
+        if pixel_only and not classifier_path.is_file():
+            classifier, classifier_id = None, None  # rows without a feature term; no report
+        else:
+            classifier, _ = load_classifier(classifier_path)
+            classifier_id = sha256(classifier_path)
         cache: list = []
 
         def images():
@@ -394,11 +414,15 @@ def main(argv: list[str] | None = None) -> int:
         for i, row in enumerate(rows, 1):
             t = time.perf_counter()
             results[row.name], outputs[row.name] = run_row(row, budget, runs, root / TRAIN_SET, images, classifier,
-                                                           sha256(classifier_path), sets)
+                                                           classifier_id, sets)
             write_json(runs / row.name / "scores.json", results[row.name])
             shown = ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f} / mean {v['mean_out']:.3f}"
                               for k, v in results[row.name]["sets"].items())
             print(f"[{i}/{len(rows)}] {row.name}: {shown} ({time.perf_counter() - t:.0f} s)", flush=True)
+        if classifier is None:
+            print(f"no classifier at {classifier_path} (python benchmarks/cifar_classifier.py): rows trained and "
+                  "scored, report not written", flush=True)
+            return 0
         out.mkdir(parents=True, exist_ok=True)
         figure(out / "perceptual_loss.png", results, outputs, sets, runs, FIGURE_IMAGES)
         label = next(iter(sets))

@@ -89,8 +89,10 @@ class FeatureLoss(nn.Module):
         got = self.features(pred)
         return sum(torch.mean((a - b) ** 2) for a, b in zip(got, wanted))
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, *, mask=None, progress: float = 0.0
-                ) -> torch.Tensor:
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, *, mask=None, progress: float = 0.0,
+                noisy: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss contract of :mod:`denoise.training.losses` (``mask``, ``progress`` and
+        ``noisy`` are accepted and not used)."""
         if pred.shape != target.shape:
             raise InputError(f"pred and target differ in shape: {tuple(pred.shape)} vs {tuple(target.shape)}")
         loss = pred.new_zeros(())

@@ -1,0 +1,90 @@
+"""benchmarks/perceptual_loss.py end to end on a tiny synthetic data folder: the feature
+losses train through the Trainer's loss contract, the pixel row trains before any
+classifier exists (the denoiser that benchmarks/pretraining.py starts from), and the
+report is written once a classifier is there."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from denoise.models.classifier import DSCClassifier, save_classifier
+from denoise.training.perceptual import FeatureLoss
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "perceptual_loss.py"
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("perceptual_loss", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def _folder(path: Path, count: int, size: int, seed: int) -> None:
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(count):
+        base = 0.5 + 0.3 * np.sin(6 * xx + i) * np.cos(4 * yy)
+        image = np.stack([base, base * 0.8, 1 - base], -1) + 0.05 * rng.standard_normal((size, size, 3))
+        Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path / f"{i:02d}.png")
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    _folder(root / "CBSD432", 6, 72, 0)
+    _folder(root / "CBSD68", 2, 48, 1)
+    _folder(root / "Kodak24", 2, 48, 2)
+    monkeypatch.setenv("DENOISE_DATA", str(root))
+    return root
+
+
+def test_feature_loss_takes_the_trainers_keywords():
+    torch.manual_seed(0)
+    loss = FeatureLoss(DSCClassifier().eval(), pixel_weight=1.0)
+    pred, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    plain = loss(pred, target)
+    assert torch.equal(loss(pred, target, mask=None, progress=0.5, noisy=pred), plain)
+
+
+def test_pixel_row_trains_without_a_classifier(bench, data, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    args = ["--quick", "--rows", "pixel", "--runs", str(runs), "--out", str(tmp_path / "out"),
+            "--classifier", str(tmp_path / "missing.safetensors")]
+    assert bench.main(args) == 0
+    assert "report not written" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+    scores = json.loads((runs / "pixel" / "scores.json").read_text())
+    assert scores["step"] == bench.QUICK.steps and scores["calibration"] is None
+    assert json.loads((runs / "pixel" / "loss.json").read_text()) == {"row": {"name": "pixel", "feature": 0.0,
+                                                                             "pixel": 1.0,
+                                                                             "batch_statistics": False},
+                                                                     "noise": bench.NOISE}
+    # a feature row still needs the classifier: a clear error, exit status 2
+    assert bench.main([*args[:2], "feature", *args[3:]]) == 2
+    assert "classifier" in capsys.readouterr().err
+
+
+def test_every_row_trains_and_the_report_is_written(bench, data, tmp_path):
+    torch.manual_seed(0)
+    classifier = save_classifier(tmp_path / "clf.safetensors", DSCClassifier().eval(), [f"c{i}" for i in range(10)])
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    args = ["--quick", "--runs", str(runs), "--out", str(out), "--classifier", str(classifier)]
+    assert bench.main(args) == 0
+    report = (out / "perceptual_loss.md").read_text()
+    assert (out / "perceptual_loss.png").stat().st_size > 10_000
+    for row in bench.ROWS:
+        assert any(line.startswith(f"| {row.name} ") for line in report.splitlines()), row.name
+        assert json.loads((runs / row.name / "scores.json").read_text())["step"] == bench.QUICK.steps
