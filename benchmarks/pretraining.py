@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import math
 import shlex
 import statistics
@@ -47,7 +48,7 @@ from denoise.models.rednet import GatedDSC
 from denoise.models.registry import load_weights
 from denoise.training import hardware_description
 from denoise.training.cifar import ClassifierConfig, load_cifar, per_class_split, train_classifier
-from denoise.utils import output_file, write_text
+from denoise.utils import output_file, write_json, write_text
 
 INITS = ("default", "denoiser")
 #: The budget of each data setting (identical for both initialisations).
@@ -78,14 +79,39 @@ def load_denoiser(path: Path) -> GatedDSC:
     return dsc.eval()
 
 
-def run_one(setting: str, init: str, seed: int, budgets, data, test, dsc, extra: int, runs: Path) -> list[dict]:
+HISTORY = "history.json"
+
+
+def run_one(setting: str, init: str, seed: int, budgets, data, test, dsc, extra: int, runs: Path,
+            denoiser_id: str) -> list[dict]:
+    """Train (or resume) one run; a finished run leaves ``history.json`` (its budget, the
+    denoiser's digest and the per-epoch history), which is reused without its checkpoint,
+    so that finished runs can be kept across machines without their weights."""
     config = replace(budgets[setting], seed=seed)
+    out = runs / setting / init / f"seed{seed}"
+    card = {"config": asdict(config), "extra": extra, "denoiser": denoiser_id if init == "denoiser" else None}
+    done = out / HISTORY
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        if {k: saved.get(k) for k in card} == card:
+            return saved["history"]
     torch.manual_seed(seed)
     model = DSCClassifier(extra=extra)
     if init == "denoiser":
         init_from_denoiser(model, dsc)
-    return train_classifier(model, data, config, evals={"test": test},
-                            out=runs / setting / init / f"seed{seed}", progress=True)
+    history = train_classifier(model, data, config, evals={"test": test}, out=out, progress=True)
+    write_json(done, {**card, "history": history})
+    return history
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of the weights themselves (names and values), the same whether they were
+    read from a training checkpoint or from a safetensors export."""
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -194,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         if root is None or not (root / "CIFAR10").is_dir():
             raise InputError("CIFAR10 not found: set DENOISE_DATA to the image data folder")
         dsc = load_denoiser(denoiser_path)
+        digest = weights_digest(dsc)
         train = load_cifar(root / "CIFAR10", "train", per_class=30 if args.quick else None)
         test = load_cifar(root / "CIFAR10", "test", per_class=10 if args.quick else None)
         per_class = 5 if args.quick else SMALL_PER_CLASS
@@ -205,14 +232,13 @@ def main(argv: list[str] | None = None) -> int:
                                                                                      seed + 1000)[0])
                 for init in INITS:
                     t = time.perf_counter()
-                    h = run_one(setting, init, seed, budgets, data, test, dsc, args.extra, runs)
+                    h = run_one(setting, init, seed, budgets, data, test, dsc, args.extra, runs, digest)
                     results[setting][init].append(h)
                     print(f"{setting} {init} seed {seed}: test accuracy {h[-1]['test_accuracy']:.4f} "
                           f"({time.perf_counter() - t:.0f} s)", flush=True)
         table, verdicts = summary(results)
         out.mkdir(parents=True, exist_ok=True)
         plot(out / "pretraining.png", results)
-        digest = hashlib.sha256(denoiser_path.read_bytes()).hexdigest()[:16]
         shown = denoiser_path.relative_to(base) if denoiser_path.is_relative_to(base) else denoiser_path
         train_s = sum(h[-1]["wall_s"] for by_init in results.values() for hs in by_init.values() for h in hs)
         text = "\n".join([
@@ -223,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"Classifier: DSCClassifier(extra={args.extra}) (the DSC encoder's five convolutions with "
             "BatchNorm and ReLU, global average pooling, a linear layer). `denoiser`: its five convolutions "
-            f"copied from `{shown}` (sha256 {digest}...); `default`: He-normal. Same seed ⇒ same "
+            f"copied from `{shown}` (weights sha256 {digest}...); `default`: He-normal. Same seed ⇒ same "
             "BatchNorm/head initialisation, batches and augmentation in both arms. Test: CIFAR10 test/ "
             f"({len(test)} images); `small`: {per_class} train/ images per class, drawn per seed.",
             "",

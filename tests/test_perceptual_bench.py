@@ -88,3 +88,40 @@ def test_every_row_trains_and_the_report_is_written(bench, data, tmp_path):
     for row in bench.ROWS:
         assert any(line.startswith(f"| {row.name} ") for line in report.splitlines()), row.name
         assert json.loads((runs / row.name / "scores.json").read_text())["step"] == bench.QUICK.steps
+
+
+def _cifar(root: Path) -> None:
+    """A labelled folder in the CIFAR10 layout: class c is a noisy image of mean colour c / 10."""
+    rng = np.random.default_rng(3)
+    for split, count in (("train", 30), ("test", 10)):
+        for c in range(10):
+            folder = root / "CIFAR10" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                image = c / 10 * np.array([1.0, 0.5, 0.2]) + 0.05 * rng.standard_normal((32, 32, 3))
+                Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
+
+
+def test_pretraining_runs_from_the_pixel_row_and_reuses_finished_runs(bench, data, tmp_path):
+    spec = importlib.util.spec_from_file_location("pretraining", _PATH.parent / "pretraining.py")
+    pre = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pre)
+    _cifar(data)
+    runs = tmp_path / "runs"
+    assert bench.main(["--quick", "--rows", "pixel", "--runs", str(runs / "perceptual"),
+                       "--classifier", str(tmp_path / "missing.safetensors")]) == 0
+    denoiser = runs / "perceptual" / "pixel" / "checkpoint.pt"
+    args = ["--quick", "--denoiser", str(denoiser), "--runs", str(runs / "pre"), "--out", str(tmp_path / "out")]
+    assert pre.main(args) == 0
+    report = (tmp_path / "out" / "pretraining.md").read_text()
+    assert (tmp_path / "out" / "pretraining.png").stat().st_size > 10_000
+    assert "denoiser − default" in report and pre.weights_digest(pre.load_denoiser(denoiser)) in report
+    histories = sorted((runs / "pre").rglob(pre.HISTORY))
+    assert len(histories) == 2 * 2 * 2  # settings x inits x seeds
+    # finished runs are reused from their history alone (the checkpoints may stay behind)
+    before = {p: p.read_text() for p in histories}
+    for ckpt in (runs / "pre").rglob("checkpoint.pt"):
+        ckpt.unlink()
+    assert pre.main(args) == 0
+    assert not list((runs / "pre").rglob("checkpoint.pt"))
+    assert before == {p: p.read_text() for p in histories}
