@@ -129,3 +129,21 @@ def test_shipped_real_gray_beats_its_input_and_the_awgn_models_on_polyu(data_roo
     assert mean["real-gray"] > max(mean["dct"], mean["n2n-unet-gray"]) + 1.4
     assert all(r > max(d, u) + 0.3 for r, d, u in zip(scores["real-gray"], scores["dct"], scores["n2n-unet-gray"]))
     assert photo_model_name(1) == "real-gray"  # gray camera photos get it by default
+
+
+def test_shipped_rednet_mixed_color_beats_the_median_pipelines(data_root):
+    """rednet-mixed-color on Gaussian sigma 25 + 5% salt and pepper (the benchmark's noise
+    and seed), first 4 CBSD68 images. Measured when shipped: noisy 15.99 dB, median+dct
+    27.41, rednet-mixed-color 30.37 (SSIM 0.8606 against 0.8188). The issue's bar is 1.5 dB
+    over the best classical pipeline on all of CBSD68, where median+bm3d is the better one
+    (benchmarks/results/rednet_mixed.md); BM3D costs minutes per image, so the test
+    compares with median+dct and asserts a wider margin."""
+    if not (data_root / "CBSD68").is_dir():
+        pytest.skip(f"CBSD68 not found in {data_root}")
+    report = bench(["CBSD68"], ["gaussian:25+saltpepper:0.05"], ["rednet-mixed-color", "median+dct"], max_images=4,
+                   progress=False)
+    found = {r.model: r for r in report.results}
+    noisy, learned, classical = found[NOISY], found["rednet-mixed-color"], found["median+dct"]
+    assert abs(noisy.psnr - 15.99) < 0.05  # the benchmark's noise, unchanged
+    assert learned.psnr > classical.psnr + 2.5
+    assert learned.ssim > classical.ssim + 0.03
