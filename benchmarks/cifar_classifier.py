@@ -27,6 +27,7 @@ Re-running resumes unfinished runs and reuses finished ones.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -76,13 +77,29 @@ FULL = ClassifierConfig(epochs=40, batch_size=128, lr=0.1, warmup=0.15, weight_d
 QUICK = replace(FULL, epochs=2, batch_size=32)
 
 
+HISTORY = "history.json"
+
+
 def run(candidate: Candidate, budget: ClassifierConfig, train: LabelledImages,
-        evals: dict[str, LabelledImages], out: Path, threads: int) -> tuple[DSCClassifier, list[dict]]:
-    """Train (or resume, or reuse) one candidate in ``out``; return the model and history."""
+        evals: dict[str, LabelledImages], out: Path, threads: int, *,
+        need_weights: bool = True) -> tuple[DSCClassifier, list[dict]]:
+    """Train (or resume, or reuse) one candidate in ``out``; return the model and history.
+
+    A finished run leaves ``history.json`` (candidate, budget, training-set size, history);
+    with ``need_weights=False`` (the selection phase, which only reads the held-out
+    accuracy) that file alone is reused and the model returned is untrained, so finished
+    candidates can be kept across machines without their checkpoints."""
     config = replace(budget, weight_decay=candidate.weight_decay)
     torch.manual_seed(config.seed)  # the initialisation
     model = DSCClassifier(extra=list(candidate.extra), dropout=candidate.dropout)
+    card = {"candidate": asdict(candidate), "config": asdict(config), "train_size": len(train)}
+    done = out / HISTORY
+    if not need_weights and done.is_file():
+        saved = json.loads(done.read_text())
+        if {k: saved.get(k) for k in card} == json.loads(json.dumps(card)):
+            return model.eval(), saved["history"]
     history = train_classifier(model, train, config, evals=evals, out=out, progress=True)
+    write_json(done, {**card, "history": history})
     return model.eval(), history
 
 
@@ -179,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in candidates:
             t = time.perf_counter()
             model, hist = run(c, budget, train.subset(fit), {"val": train.subset(held)}, runs / "select" / c.name,
-                              args.threads)
+                              args.threads, need_weights=False)
             selection[c.name] = {"val_accuracy": hist[-1]["val_accuracy"], "wall_s": hist[-1]["wall_s"],
                                  "params": sum(q.numel() for q in model.parameters())}
             print(f"{c.name}: held-out accuracy {hist[-1]['val_accuracy']:.4f} "

@@ -125,3 +125,32 @@ def test_pretraining_runs_from_the_pixel_row_and_reuses_finished_runs(bench, dat
     assert pre.main(args) == 0
     assert not list((runs / "pre").rglob("checkpoint.pt"))
     assert before == {p: p.read_text() for p in histories}
+
+
+def test_classifier_selection_and_final_run_reuse_finished_candidates(data, tmp_path):
+    from denoise.models.classifier import load_classifier
+
+    spec = importlib.util.spec_from_file_location("cifar_classifier", _PATH.parent / "cifar_classifier.py")
+    clf = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = clf
+    try:
+        spec.loader.exec_module(clf)
+        _cifar(data)
+        runs, out = tmp_path / "runs", tmp_path / "out"
+        args = ["--quick", "--runs", str(runs), "--out", str(out)]
+        assert clf.main(args) == 0
+        report = (out / "cifar_classifier.md").read_text()
+        assert "Test accuracy" in report and (out / "cifar_classifier.png").stat().st_size > 10_000
+        for c in clf.CANDIDATES:
+            assert f"| {c.name} " in report
+        model, classes = load_classifier(runs / "classifier.safetensors")
+        assert classes == [f"class{c}" for c in range(10)]
+        # finished candidates are reused from history.json alone; the final run from its checkpoint
+        for ckpt in (runs / "select").rglob("checkpoint.pt"):
+            ckpt.unlink()
+        before = report
+        assert clf.main(args) == 0
+        assert not list((runs / "select").rglob("checkpoint.pt"))
+        assert (out / "cifar_classifier.md").read_text().split("Hardware")[0] == before.split("Hardware")[0]
+    finally:
+        sys.modules.pop(spec.name, None)
