@@ -1,8 +1,15 @@
-"""Shared fixtures: the real-image data folder and a seeded random generator."""
+"""Shared fixtures: the real-image data folder, a seeded random generator, the benchmark
+scripts as modules and small synthetic image folders."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from denoise.evaluation import testsets as datasets
 
@@ -30,3 +37,41 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def benchmark_script():
+    """``benchmark_script("gates_claim")`` imports ``benchmarks/gates_claim.py`` as a module,
+    registered in ``sys.modules`` until the test module ends (dataclasses look their
+    module up there)."""
+    loaded = []
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        loaded.append(name)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)
+
+
+def write_synthetic_folder(path: Path, count: int, size: int, seed: int) -> None:
+    """``count`` smooth color PNGs of ``size`` x ``size`` with a little noise, in ``path``."""
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(count):
+        base = 0.5 + 0.3 * np.sin(6 * xx + i) * np.cos(4 * yy)
+        image = np.stack([base, base * 0.8, 1 - base], -1) + 0.05 * rng.standard_normal((size, size, 3))
+        Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path / f"{i:02d}.png")
+
+
+@pytest.fixture
+def synthetic_folder():
+    """:func:`write_synthetic_folder`, for tests that build a small data folder."""
+    return write_synthetic_folder

@@ -2,27 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from denoise.noise import Impulse, Text, parse_noise
 from denoise.training.losses import LOSSES
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "n2n_claim.py"
 
 
 @pytest.fixture(scope="module")
-def claim():
-    spec = importlib.util.spec_from_file_location("n2n_claim", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def claim(benchmark_script):
+    return benchmark_script("n2n_claim")
 
 
 def test_every_row_has_the_same_budget_and_the_issues_settings(claim, tmp_path):

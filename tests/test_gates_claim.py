@@ -2,29 +2,18 @@
 and an end-to-end smoke run on a tiny synthetic data folder."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from denoise.noise import parse_noise
 from denoise.noise.models import Gaussian, SaltPepper
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "gates_claim.py"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def claim():
-    spec = importlib.util.spec_from_file_location("gates_claim", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def claim(benchmark_script):
+    return benchmark_script("gates_claim")
 
 
 def test_every_variant_gets_the_same_budget_and_the_issues_noise(claim, tmp_path):
@@ -72,21 +61,13 @@ def test_verdicts_follow_the_numbers(claim):
     assert "plain 20.00 → 25.00 dB" in lines[0]
 
 
-def _folder(path: Path, count: int, size: int, seed: int) -> None:
-    path.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    for i in range(count):
-        base = 0.5 + 0.3 * np.sin(6 * xx + i) * np.cos(4 * yy)
-        image = np.stack([base, base * 0.8, 1 - base], -1) + 0.05 * rng.standard_normal((size, size, 3))
-        Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path / f"{i:02d}.png")
 
 
-def test_smoke_run_writes_report_and_figure_and_resumes(claim, tmp_path, monkeypatch, capsys):
+def test_smoke_run_writes_report_and_figure_and_resumes(claim, tmp_path, monkeypatch, capsys, synthetic_folder):
     data = tmp_path / "data"
-    _folder(data / "CBSD432", 6, 40, 0)
-    _folder(data / "CBSD68", 2, 36, 1)
-    _folder(data / "Kodak24", 2, 36, 2)
+    synthetic_folder(data / "CBSD432", 6, 40, 0)
+    synthetic_folder(data / "CBSD68", 2, 36, 1)
+    synthetic_folder(data / "Kodak24", 2, 36, 2)
     monkeypatch.setenv("DENOISE_DATA", str(data))
     monkeypatch.setattr(claim, "CLASSICAL", ("median", "median-adaptive", "dct", "median+dct"))
     args = ["--quick", "--steps", "2", "--threads", "1", "--runs", str(tmp_path / "runs"),
@@ -106,10 +87,8 @@ def test_smoke_run_writes_report_and_figure_and_resumes(claim, tmp_path, monkeyp
     assert logs == {v: (tmp_path / "runs" / f"{v}-s0" / "log.csv").read_text() for v in claim.VARIANTS}
 
 
-def test_issue17_report_collects_the_reports(tmp_path):
-    spec = importlib.util.spec_from_file_location("issue17_report", _PATH.parent / "issue17_report.py")
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+def test_issue17_report_collects_the_reports(tmp_path, benchmark_script):
+    report = benchmark_script("issue17_report")
     (tmp_path / "gates_claim.md").write_text("# Gates\n\n| a |\n|---|\n| 1 |\n\n## Setup\n\n![c](gates_claim.png)\n")
     (tmp_path / "pretraining.md").write_text("# Pre-training\n\ntext\n")
     target = report.collect(tmp_path, {"gates_claim": 0, "perceptual_loss": None, "pretraining": 3}, "cmd")

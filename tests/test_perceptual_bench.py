@@ -4,9 +4,7 @@ classifier exists (the denoiser that benchmarks/pretraining.py starts from), and
 report is written once a classifier is there."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,36 +15,22 @@ from PIL import Image
 from denoise.models.classifier import DSCClassifier, save_classifier
 from denoise.training.perceptual import FeatureLoss
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "perceptual_loss.py"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("perceptual_loss", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def bench(benchmark_script):
+    return benchmark_script("perceptual_loss")
 
 
-def _folder(path: Path, count: int, size: int, seed: int) -> None:
-    path.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    for i in range(count):
-        base = 0.5 + 0.3 * np.sin(6 * xx + i) * np.cos(4 * yy)
-        image = np.stack([base, base * 0.8, 1 - base], -1) + 0.05 * rng.standard_normal((size, size, 3))
-        Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(path / f"{i:02d}.png")
 
 
 @pytest.fixture
-def data(tmp_path, monkeypatch):
+def data(tmp_path, monkeypatch, synthetic_folder):
     root = tmp_path / "data"
-    _folder(root / "CBSD432", 6, 72, 0)
-    _folder(root / "CBSD68", 2, 48, 1)
-    _folder(root / "Kodak24", 2, 48, 2)
+    synthetic_folder(root / "CBSD432", 6, 72, 0)
+    synthetic_folder(root / "CBSD68", 2, 48, 1)
+    synthetic_folder(root / "Kodak24", 2, 48, 2)
     monkeypatch.setenv("DENOISE_DATA", str(root))
     return root
 
@@ -102,10 +86,8 @@ def _cifar(root: Path) -> None:
                 Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
 
 
-def test_pretraining_runs_from_the_pixel_row_and_reuses_finished_runs(bench, data, tmp_path):
-    spec = importlib.util.spec_from_file_location("pretraining", _PATH.parent / "pretraining.py")
-    pre = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pre)
+def test_pretraining_runs_from_the_pixel_row_and_reuses_finished_runs(bench, data, tmp_path, benchmark_script):
+    pre = benchmark_script("pretraining")
     _cifar(data)
     runs = tmp_path / "runs"
     assert bench.main(["--quick", "--rows", "pixel", "--runs", str(runs / "perceptual"),
@@ -127,30 +109,23 @@ def test_pretraining_runs_from_the_pixel_row_and_reuses_finished_runs(bench, dat
     assert before == {p: p.read_text() for p in histories}
 
 
-def test_classifier_selection_and_final_run_reuse_finished_candidates(data, tmp_path):
+def test_classifier_selection_and_final_run_reuse_finished_candidates(data, tmp_path, benchmark_script):
     from denoise.models.classifier import load_classifier
 
-    spec = importlib.util.spec_from_file_location("cifar_classifier", _PATH.parent / "cifar_classifier.py")
-    clf = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = clf
-    try:
-        spec.loader.exec_module(clf)
-        _cifar(data)
-        runs, out = tmp_path / "runs", tmp_path / "out"
-        args = ["--quick", "--runs", str(runs), "--out", str(out)]
-        assert clf.main(args) == 0
-        report = (out / "cifar_classifier.md").read_text()
-        assert "Test accuracy" in report and (out / "cifar_classifier.png").stat().st_size > 10_000
-        for c in clf.CANDIDATES:
-            assert f"| {c.name} " in report
-        model, classes = load_classifier(runs / "classifier.safetensors")
-        assert classes == [f"class{c}" for c in range(10)]
-        # finished candidates are reused from history.json alone; the final run from its checkpoint
-        for ckpt in (runs / "select").rglob("checkpoint.pt"):
-            ckpt.unlink()
-        before = report
-        assert clf.main(args) == 0
-        assert not list((runs / "select").rglob("checkpoint.pt"))
-        assert (out / "cifar_classifier.md").read_text().split("Hardware")[0] == before.split("Hardware")[0]
-    finally:
-        sys.modules.pop(spec.name, None)
+    clf = benchmark_script("cifar_classifier")
+    _cifar(data)
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    args = ["--quick", "--runs", str(runs), "--out", str(out)]
+    assert clf.main(args) == 0
+    report = (out / "cifar_classifier.md").read_text()
+    assert "Test accuracy" in report and (out / "cifar_classifier.png").stat().st_size > 10_000
+    for c in clf.CANDIDATES:
+        assert f"| {c.name} " in report
+    model, classes = load_classifier(runs / "classifier.safetensors")
+    assert classes == [f"class{c}" for c in range(10)]
+    # finished candidates are reused from history.json alone; the final run from its checkpoint
+    for ckpt in (runs / "select").rglob("checkpoint.pt"):
+        ckpt.unlink()
+    assert clf.main(args) == 0
+    assert not list((runs / "select").rglob("checkpoint.pt"))
+    assert (out / "cifar_classifier.md").read_text().split("Hardware")[0] == report.split("Hardware")[0]

@@ -241,18 +241,8 @@ def test_cli_training_on_a_folder_of_noisy_photos(mode, folder, tmp_path, capsys
 
 
 @pytest.fixture(scope="module")
-def claim():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "self_supervised_claim.py"
-    spec = importlib.util.spec_from_file_location("self_supervised_claim", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def claim(benchmark_script):
+    return benchmark_script("self_supervised_claim")
 
 
 def test_benchmark_rows_share_one_budget_and_the_claim_is_judged(claim, tmp_path):
