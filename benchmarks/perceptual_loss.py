@@ -114,13 +114,14 @@ QUICK = Budget(crop=32, batch_size=4, steps=4, val_count=2, val_crop=64, val_eve
 
 class LossTrainer(Trainer):
     """The training loop of :class:`denoise.training.Trainer` with another loss function
-    (the config's ``loss`` is not used: the run folder's ``loss.json`` records the loss),
-    which also records the mean output intensity on the validation images at every
+    (``loss_fn``; None keeps the config's ``loss``, the pixel L2 of the ``pixel`` row; the
+    run folder's ``loss.json`` records the loss), which also records the mean output intensity on the validation images at every
     validation (``intensity.json``: the drift towards dark outputs, step by step)."""
 
-    def __init__(self, config: TrainConfig, loss_fn, **kwargs):
+    def __init__(self, config: TrainConfig, loss_fn=None, **kwargs):
         super().__init__(config, **kwargs)
-        self.loss_fn = loss_fn.to(self.device)
+        if loss_fn is not None:
+            self.loss_fn = loss_fn.to(self.device)
 
     @torch.no_grad()
     def validate(self) -> float | None:
@@ -152,7 +153,7 @@ def calibration(data, classifier, layers) -> float:
     return calibrate(FeatureLoss(classifier, layers), batch.input, batch.target)
 
 
-def train_row(row: Row, config: TrainConfig, data, loss_fn: FeatureLoss, loss_card: dict) -> None:
+def train_row(row: Row, config: TrainConfig, data, loss_fn: FeatureLoss | None, loss_card: dict) -> None:
     """Train (or resume) one row; refuses a folder trained with another loss."""
     out = Path(config.out)
     card_path = out / "loss.json"
@@ -206,16 +207,6 @@ def score(model, sets) -> tuple[dict, dict[str, torch.Tensor]]:
     return results, outputs
 
 
-class PixelL2(torch.nn.Module):
-    """The loss of a row without a feature term: mean squared error, no classifier involved
-    (so the ``pixel`` row, the denoiser of ``benchmarks/pretraining.py``, trains before the
-    classifier exists)."""
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, *, mask=None, progress: float = 0.0,
-                noisy: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.mean((pred - target) ** 2)
-
-
 def run_row(row: Row, budget: Budget, runs: Path, train_dir: Path, images, classifier, classifier_id: str | None,
             sets) -> tuple[dict, dict]:
     """Train (or reuse) one row and score it. ``classifier`` may be None for a row without
@@ -228,7 +219,7 @@ def run_row(row: Row, budget: Budget, runs: Path, train_dir: Path, images, class
         card = {"row": asdict(row), "layers": list(budget.layers), "calibration": scale, "classifier": classifier_id,
                 "noise": NOISE}
     else:
-        loss_fn, card = PixelL2(), {"row": asdict(row), "noise": NOISE}
+        loss_fn, card = None, {"row": asdict(row), "noise": NOISE}  # the config's L2; no classifier
     train_row(row, config, data, loss_fn, card)
     model, ckpt = trained_model(config)
     start = time.perf_counter()
