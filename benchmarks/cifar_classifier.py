@@ -27,7 +27,6 @@ Re-running resumes unfinished runs and reuses finished ones.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -45,8 +44,10 @@ from denoise.training.cifar import (
     CHECKPOINT,
     ClassifierConfig,
     LabelledImages,
+    finished_history,
     load_cifar,
     per_class_split,
+    record_history,
     train_classifier,
 )
 from denoise.utils import output_file, write_json, write_text
@@ -79,8 +80,6 @@ FULL = ClassifierConfig(epochs=40, batch_size=128, lr=0.1, warmup=0.15, weight_d
 QUICK = replace(FULL, epochs=2, batch_size=32)
 
 
-HISTORY = "history.json"
-
 
 def run(candidate: Candidate, budget: ClassifierConfig, train: LabelledImages,
         evals: dict[str, LabelledImages], out: Path, threads: int, *,
@@ -95,13 +94,10 @@ def run(candidate: Candidate, budget: ClassifierConfig, train: LabelledImages,
     torch.manual_seed(config.seed)  # the initialisation
     model = DSCClassifier(extra=list(candidate.extra), dropout=candidate.dropout)
     card = {"candidate": asdict(candidate), "config": asdict(config), "train_size": len(train)}
-    done = out / HISTORY
-    if not need_weights and done.is_file():
-        saved = json.loads(done.read_text())
-        if {k: saved.get(k) for k in card} == json.loads(json.dumps(card)):
-            return model.eval(), saved["history"]
-    history = train_classifier(model, train, config, evals=evals, out=out, progress=True)
-    write_json(done, {**card, "history": history})
+    history = None if need_weights else finished_history(out, card)
+    if history is None:
+        history = train_classifier(model, train, config, evals=evals, out=out, progress=True)
+        record_history(out, card, history)
     return model.eval(), history
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import shlex
 import statistics
@@ -47,8 +46,9 @@ from denoise.models.classifier import DSCClassifier, init_from_denoiser
 from denoise.models.rednet import GatedDSC
 from denoise.models.registry import load_weights
 from denoise.training import hardware_description
-from denoise.training.cifar import ClassifierConfig, load_cifar, per_class_split, train_classifier
-from denoise.utils import output_file, write_json, write_text
+from denoise.training.cifar import (ClassifierConfig, finished_history, load_cifar, per_class_split,
+                                   record_history, train_classifier)
+from denoise.utils import output_file, write_text
 
 INITS = ("default", "denoiser")
 #: The budget of each data setting (identical for both initialisations).
@@ -79,7 +79,6 @@ def load_denoiser(path: Path) -> GatedDSC:
     return dsc.eval()
 
 
-HISTORY = "history.json"
 
 
 def run_one(setting: str, init: str, seed: int, budgets, data, test, dsc, extra: int, runs: Path,
@@ -90,17 +89,15 @@ def run_one(setting: str, init: str, seed: int, budgets, data, test, dsc, extra:
     config = replace(budgets[setting], seed=seed)
     out = runs / setting / init / f"seed{seed}"
     card = {"config": asdict(config), "extra": extra, "denoiser": denoiser_id if init == "denoiser" else None}
-    done = out / HISTORY
-    if done.is_file():
-        saved = json.loads(done.read_text())
-        if {k: saved.get(k) for k in card} == card:
-            return saved["history"]
+    history = finished_history(out, card)
+    if history is not None:
+        return history
     torch.manual_seed(seed)
     model = DSCClassifier(extra=extra)
     if init == "denoiser":
         init_from_denoiser(model, dsc)
     history = train_classifier(model, data, config, evals={"test": test}, out=out, progress=True)
-    write_json(done, {**card, "history": history})
+    record_history(out, card, history)
     return history
 
 

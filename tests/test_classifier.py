@@ -24,9 +24,11 @@ from denoise.training.cifar import (
     LabelledImages,
     augment,
     evaluate,
+    finished_history,
     learning_rate,
     load_cifar,
     per_class_split,
+    record_history,
     to_float,
     train_classifier,
 )
@@ -309,3 +311,13 @@ def test_batch_statistics_make_dark_images_trivial_minimisers():
     assert all(torch.equal(v, state[k]) for k, v in clf.state_dict().items())
     assert all(torch.equal(v, state[k]) for k, v in batch.classifier.state_dict().items()
                if not k.endswith("num_batches_tracked"))
+
+
+def test_finished_history_is_reused_only_for_the_same_card(tmp_path):
+    card = {"config": {"epochs": 2, "size": (32, 32)}, "init": "default"}
+    history = [{"epoch": 1, "test_accuracy": 0.25}, {"epoch": 2, "test_accuracy": 0.5}]
+    assert finished_history(tmp_path, card) is None  # nothing there yet
+    record_history(tmp_path, card, history)
+    assert finished_history(tmp_path, card) == history  # tuples read back as lists still match
+    assert finished_history(tmp_path, {**card, "init": "denoiser"}) is None
+    assert finished_history(tmp_path, {**card, "config": {"epochs": 3, "size": (32, 32)}}) is None

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from denoise.models.classifier import DSCClassifier, save_classifier
+from denoise.training.cifar import HISTORY
 from denoise.training.perceptual import FeatureLoss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -98,7 +99,7 @@ def test_pretraining_runs_from_the_pixel_row_and_reuses_finished_runs(bench, dat
     report = (tmp_path / "out" / "pretraining.md").read_text()
     assert (tmp_path / "out" / "pretraining.png").stat().st_size > 10_000
     assert "denoiser − default" in report and pre.weights_digest(pre.load_denoiser(denoiser)) in report
-    histories = sorted((runs / "pre").rglob(pre.HISTORY))
+    histories = sorted((runs / "pre").rglob(HISTORY))
     assert len(histories) == 2 * 2 * 2  # settings x inits x seeds
     # finished runs are reused from their history alone (the checkpoints may stay behind)
     before = {p: p.read_text() for p in histories}

@@ -29,11 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ImageReadError, InputError, TrainingError
-from ..utils import atomic_path
+from ..utils import atomic_path, write_json
 
 #: The CIFAR-10 classes in their usual label order 0-9.
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CHECKPOINT = "checkpoint.pt"
+#: A finished run's record: its card (what defines the run) and its per-epoch history.
+HISTORY = "history.json"
 CHECKPOINT_FORMAT = 1
 
 
@@ -306,3 +308,22 @@ def train_classifier(model: nn.Module, train: LabelledImages, config: Classifier
     finally:
         bar.close()
     return history
+
+
+def finished_history(out: str | Path, card: dict) -> list[dict] | None:
+    """The history of a finished run in ``out`` whose card matches ``card`` (the same
+    budget, data and initialisation), or None: a run is reused only for the same setting.
+    Lets finished runs be kept across machines without their checkpoints."""
+    import json
+
+    path = Path(out) / HISTORY
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    # JSON round trip: tuples in the card compare equal to the lists read back
+    return saved["history"] if {k: saved.get(k) for k in card} == json.loads(json.dumps(card)) else None
+
+
+def record_history(out: str | Path, card: dict, history: list[dict]) -> None:
+    """Write ``out/history.json`` (the card and the history) for :func:`finished_history`."""
+    write_json(Path(out) / HISTORY, {**card, "history": history})
