@@ -190,9 +190,18 @@ def test_sets(budget: Budget) -> dict[str, list[tuple[str, torch.Tensor, torch.T
     return sets
 
 
+def detail(y: torch.Tensor, clean: torch.Tensor) -> float:
+    """Texture kept: the mean absolute difference between neighbouring pixels of ``y``
+    over that of the clean image (1: as much fine detail as the clean image; below 1:
+    smoothed away; above 1: more than there is, noise or artefacts)."""
+    def activity(x):
+        return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean())
+    return activity(y.clamp(0, 1)) / activity(clean)
+
+
 def score(model, sets) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Per set: PSNR, SSIM, mean output and clean intensity (and the inputs' scores);
-    and every output by image name (for the figure)."""
+    """Per set: PSNR, SSIM, mean output and clean intensity, detail kept (:func:`detail`)
+    and the inputs' scores; and every output by image name (for the figure)."""
     results, outputs = {}, {}
     for label, images in sets.items():
         rows = []
@@ -200,10 +209,11 @@ def score(model, sets) -> tuple[dict, dict[str, torch.Tensor]]:
             y = restore(noisy, model, tile=None).output
             outputs[name] = y
             rows.append([float(psnr(y, clean)[0]), float(ssim(y, clean)[0]), float(y.mean()),
-                         float(clean.mean()), float(psnr(noisy, clean)[0]), float(ssim(noisy.clamp(0, 1), clean)[0])])
+                         float(clean.mean()), detail(y, clean), float(psnr(noisy, clean)[0]),
+                         float(ssim(noisy.clamp(0, 1), clean)[0])])
         mean = torch.tensor(rows, dtype=torch.float64).mean(0).tolist()
-        results[label] = dict(zip(("psnr", "ssim", "mean_out", "mean_clean", "input_psnr", "input_ssim"), mean),
-                              n_images=len(images))
+        results[label] = dict(zip(("psnr", "ssim", "mean_out", "mean_clean", "detail", "input_psnr", "input_ssim"),
+                                  mean), n_images=len(images))
     return results, outputs
 
 
@@ -261,6 +271,65 @@ def landscape(classifier, layers, scale: float, images, outputs: dict[str, dict]
 
 # --------------------------------------------------------------------------- report
 
+#: An output whose mean intensity is below the clean images' by more than this is "dark".
+DARK = 0.05
+
+
+def findings(results: dict[str, dict], trivial: list[tuple[str, float, float]], trivial_set: str) -> list[str]:
+    """The issue's questions answered from the measured numbers, one bullet each."""
+    labels = list(next(iter(results.values()))["sets"])
+    pixel = results.get("pixel")
+    lines = []
+
+    def scores(r: dict, label: str) -> str:
+        s = r["sets"][label]
+        return (f"{label} {s['psnr']:.2f} dB / SSIM {s['ssim']:.4f}, mean {s['mean_out']:.3f} "
+                f"(clean {s['mean_clean']:.3f})")
+
+    for name in ("feature", "feature-batchstats"):
+        if name not in results:
+            continue
+        r = results[name]
+        dark = [label for label in labels if r["sets"][label]["mean_out"] < r["sets"][label]["mean_clean"] - DARK]
+        below = [label for label in labels if r["sets"][label]["psnr"] < r["sets"][label]["input_psnr"]]
+        verdict = ("the report's failure **reproduced**: the outputs are darker than the clean images"
+                   if dark else f"the report's dark outputs **not reproduced** (mean output within {DARK} of "
+                   "the clean images')")
+        if below:
+            verdict += f", and they score below the noisy input on {', '.join(below)}"
+        lines.append(f"- `{name}` (feature loss alone): {'; '.join(scores(r, label) for label in labels)}: "
+                     f"{verdict}.")
+    costs = {label: (f, q) for label, f, q in trivial}
+    reference = "output of 'pixel'" if "output of 'pixel'" in costs else "noisy input"
+    if reference in costs:
+        ref_f, ref_q = costs[reference]
+        cheaper = [(label, f, q) for label, f, q in trivial
+                   if not label.startswith("output of") and label != "noisy input" and f < ref_f and q > ref_q]
+        if cheaper:
+            shown = "; ".join(f"{label}: {f:.5f} (pixel L2 {q:.5f})" for label, f, q in cheaper)
+            lines.append(
+                f"- Why: under the feature loss, outputs far from the clean image cost less than the "
+                f"{reference.replace('output of', 'output of the row')} ({ref_f:.5f}, pixel L2 {ref_q:.5f}) on "
+                f"{trivial_set}: {shown}. The classifier's features keep what tells the classes apart "
+                "and drop the rest (absolute intensity, colour offsets, fine detail are partly normalised or "
+                "cut by the ReLUs), so a loss made only of them has minima the pixel loss would never accept, "
+                "and training drifts towards them.")
+        else:
+            lines.append(f"- Why: no simple output in the table below costs less than the {reference} under the "
+                         "feature loss; the failure, if any, is not a cheap trivial minimum of this loss.")
+    if pixel is not None:
+        for name, r in results.items():
+            if not name.startswith("mix-"):
+                continue
+            parts = []
+            for label in labels:
+                a, b = r["sets"][label], pixel["sets"][label]
+                parts.append(f"{label} {a['psnr'] - b['psnr']:+.2f} dB, SSIM {a['ssim'] - b['ssim']:+.4f}, "
+                             f"detail {b['detail']:.2f} -> {a['detail']:.2f}")
+            lines.append(f"- `{name}` against pixel L2 alone: {'; '.join(parts)}.")
+    return lines
+
+
 
 def figure(path: Path, results: dict[str, dict], outputs: dict[str, dict], sets, runs: Path, names) -> None:
     """Crops (clean, noisy, each row) of two test images, and the validation PSNR curves."""
@@ -311,13 +380,14 @@ def write_report(path: Path, results: dict[str, dict], budget: Budget, classifie
     labels = list(next(iter(results.values()))["sets"])
     header = ["loss", "pixel", "feature W", "val PSNR"]
     for label in labels:
-        header += [f"{label} PSNR", f"{label} SSIM", f"{label} mean (clean)"]
+        header += [f"{label} PSNR", f"{label} SSIM", f"{label} mean (clean)", f"{label} detail"]
     body = []
     for name, r in results.items():
         line = [name, f"{r['row']['pixel']:g}", f"{r['row']['feature']:g}", f"{r['val_psnr'] or float('nan'):.2f}"]
         for label in labels:
             s = r["sets"][label]
-            line += [f"{s['psnr']:.2f}", f"{s['ssim']:.4f}", f"{s['mean_out']:.3f} ({s['mean_clean']:.3f})"]
+            line += [f"{s['psnr']:.2f}", f"{s['ssim']:.4f}", f"{s['mean_out']:.3f} ({s['mean_clean']:.3f})",
+                     f"{s['detail']:.2f}"]
         body.append(line)
     first = next(iter(results.values()))
     inputs = "; ".join(f"{label}: {first['sets'][label]['input_psnr']:.2f} dB, SSIM "
@@ -333,7 +403,9 @@ def write_report(path: Path, results: dict[str, dict], budget: Budget, classifie
         f"classifier `{classifier_path}` in eval mode; c = {first['calibration']:.4g} makes both terms "
         "equal on noisy training crops; `feature-batchstats` normalises the classifier's BatchNorm "
         "by each batch's statistics instead of the running ones. 'mean' is the mean output "
-        "intensity (clipped to [0, 1]) against the clean images' mean.",
+        "intensity (clipped to [0, 1]) against the clean images' mean; 'detail' the output's mean "
+        "absolute difference between neighbouring pixels over the clean image's (1: as much fine "
+        "texture as the clean image, below 1: smoothed).",
         "",
         markdown_table(header, body),
         "",
@@ -343,6 +415,10 @@ def write_report(path: Path, results: dict[str, dict], budget: Budget, classifie
         "",
         markdown_table(["output", "c x feature L2", "pixel L2"],
                        [[label, f"{f:.5f}", f"{q:.5f}"] for label, f, q in trivial]),
+        "",
+        "Findings:",
+        "",
+        *findings(results, trivial, trivial_set),
         "",
         "Budget (every row): " + ", ".join(f"{k} {v}" for k, v in asdict(budget).items() if k != "max_images")
         + "; Adam (0.9, 0.99), constant learning rate then a cosine ramp-down over the last 30%, "

@@ -73,6 +73,37 @@ def test_every_row_trains_and_the_report_is_written(bench, data, tmp_path):
     for row in bench.ROWS:
         assert any(line.startswith(f"| {row.name} ") for line in report.splitlines()), row.name
         assert json.loads((runs / row.name / "scores.json").read_text())["step"] == bench.QUICK.steps
+    assert "Findings:" in report
+    for row in ("feature", "feature-batchstats", "mix-0.1", "mix-1", "mix-10"):
+        assert f"- `{row}`" in report, row
+
+
+def _row(psnr, mean_out, detail=0.8, mean_clean=0.45, input_psnr=16.0):
+    s = {"psnr": psnr, "ssim": 0.5, "mean_out": mean_out, "mean_clean": mean_clean, "detail": detail,
+         "input_psnr": input_psnr, "input_ssim": 0.2}
+    return {"sets": {"A": s, "B": dict(s)}}
+
+
+def test_findings_follow_the_numbers(bench):
+    trivial = [("noisy input", 0.02, 0.03), ("black (all 0)", 0.01, 0.25), ("clean blurred (5x5 box)", 0.05, 0.004),
+               ("output of 'pixel'", 0.015, 0.002)]
+    dark = bench.findings({"pixel": _row(28.0, 0.45), "feature": _row(12.0, 0.2),
+                           "mix-1": _row(27.5, 0.45, detail=0.9)}, trivial, "A")
+    assert "**reproduced**" in dark[0] and "below the noisy input on A, B" in dark[0]
+    assert "black (all 0): 0.01000" in dark[1] and "blurred" not in dark[1]  # cheaper under features only
+    assert "A -0.50 dB" in dark[2] and "detail 0.80 -> 0.90" in dark[2]
+    bright = bench.findings({"pixel": _row(28.0, 0.45), "feature": _row(26.0, 0.44)},
+                            [("noisy input", 0.02, 0.03), ("black (all 0)", 0.5, 0.25), ("output of 'pixel'", 0.015, 0.002)],
+                            "A")
+    assert "**not reproduced**" in bright[0] and "below the noisy input" not in bright[0]
+    assert "no simple output" in bright[1]
+
+
+def test_detail_is_one_on_the_clean_image_and_drops_when_smoothed(bench):
+    clean = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert bench.detail(clean, clean) == pytest.approx(1.0)
+    smooth = torch.nn.functional.avg_pool2d(clean, 3, stride=1, padding=1, count_include_pad=False)
+    assert bench.detail(smooth, clean) < 0.6
 
 
 def _cifar(root: Path) -> None:
