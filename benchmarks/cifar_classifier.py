@@ -38,7 +38,7 @@ import torch
 from denoise.errors import DenoiseError, InputError
 from denoise.evaluation.report import markdown_table
 from denoise.evaluation.testsets import data_root, repo_root
-from denoise.models.classifier import DSCClassifier, save_classifier
+from denoise.models.classifier import DSCClassifier, load_classifier, save_classifier
 from denoise.training import hardware_description
 from denoise.training.cifar import (
     CHECKPOINT,
@@ -50,7 +50,7 @@ from denoise.training.cifar import (
     record_history,
     train_classifier,
 )
-from denoise.utils import output_file, write_json, write_text
+from denoise.utils import file_digest, output_file, write_json, write_text
 
 HELD_OUT_PER_CLASS = 100
 HELD_OUT_SEED = 1234
@@ -83,21 +83,32 @@ QUICK = replace(FULL, epochs=2, batch_size=32)
 
 def run(candidate: Candidate, budget: ClassifierConfig, train: LabelledImages,
         evals: dict[str, LabelledImages], out: Path, threads: int, *,
-        need_weights: bool = True) -> tuple[DSCClassifier, list[dict]]:
+        export: Path | None = None) -> tuple[DSCClassifier, list[dict]]:
     """Train (or resume, or reuse) one candidate in ``out``; return the model and history.
 
-    A finished run leaves ``history.json`` (candidate, budget, training-set size, history);
-    with ``need_weights=False`` (the selection phase, which only reads the held-out
-    accuracy) that file alone is reused and the model returned is untrained, so finished
-    candidates can be kept across machines without their checkpoints."""
+    A finished run leaves ``history.json`` (candidate, budget, training-set size, history).
+    Without ``export`` (the selection phase, which only reads the held-out accuracy) that
+    file alone is reused and the model returned is untrained, so finished candidates can be
+    kept across machines without their checkpoints. With ``export`` (the final run) the
+    trained weights are written there (safetensors) and their digest joins the record: the
+    finished run is reused, from that file, only while it still holds those weights."""
     config = replace(budget, weight_decay=candidate.weight_decay)
     torch.manual_seed(config.seed)  # the initialisation
     model = DSCClassifier(extra=list(candidate.extra), dropout=candidate.dropout)
     card = {"candidate": asdict(candidate), "config": asdict(config), "train_size": len(train)}
-    history = None if need_weights else finished_history(out, card)
-    if history is None:
-        history = train_classifier(model, train, config, evals=evals, out=out, progress=True)
-        record_history(out, card, history)
+    if export is None:
+        history = finished_history(out, card)
+        if history is not None:
+            return model.eval(), history
+    elif export.is_file():
+        history = finished_history(out, {**card, "weights": file_digest(export)})
+        if history is not None:
+            return load_classifier(export)[0], history
+    history = train_classifier(model, train, config, evals=evals, out=out, progress=True)
+    if export is not None:
+        save_classifier(export, model, train.classes)
+        card["weights"] = file_digest(export)
+    record_history(out, card, history)
     return model.eval(), history
 
 
@@ -194,15 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         for c in candidates:
             t = time.perf_counter()
             model, hist = run(c, budget, train.subset(fit), {"val": train.subset(held)}, runs / "select" / c.name,
-                              args.threads, need_weights=False)
+                              args.threads)
             selection[c.name] = {"val_accuracy": hist[-1]["val_accuracy"], "wall_s": hist[-1]["wall_s"],
                                  "params": sum(q.numel() for q in model.parameters())}
             print(f"{c.name}: held-out accuracy {hist[-1]['val_accuracy']:.4f} "
                   f"({time.perf_counter() - t:.0f} s)", flush=True)
         best = max(candidates, key=lambda c: selection[c.name]["val_accuracy"])
-        model, final = run(best, replace(budget, seed=0), train, {"test": test}, runs / "final", args.threads)
+        weights = runs / "classifier.safetensors"
+        model, final = run(best, replace(budget, seed=0), train, {"test": test}, runs / "final", args.threads,
+                           export=weights)
         print(f"final {best.name}: test accuracy {final[-1]['test_accuracy']:.4f}", flush=True)
-        weights = save_classifier(runs / "classifier.safetensors", model, train.classes)
         write_json(runs / "classifier.json", {"candidate": asdict(best), "budget": asdict(budget),
                                               "test_accuracy": final[-1]["test_accuracy"],
                                               "selection": selection, "command": command,

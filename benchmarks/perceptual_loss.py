@@ -35,7 +35,6 @@ checkpoints; finished rows are reused. Writes ``benchmarks/results/perceptual_lo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import sys
@@ -58,7 +57,7 @@ from denoise.training.data import load_folder
 from denoise.training.perceptual import DEFAULT_LAYERS, FeatureLoss, calibrate
 from denoise.training.runlog import CHECKPOINT, LOG
 from denoise.training.trainer import folder_data
-from denoise.utils import output_file, write_json, write_text
+from denoise.utils import file_digest, output_file, write_json, write_text
 
 NOISE = "gaussian:25+saltpepper:0.05"
 TRAIN_SET = "CBSD432"
@@ -136,10 +135,6 @@ class LossTrainer(Trainer):
             write_json(path, rows + [{"step": self.step, "mean_out": float(torch.stack(outs).mean()),
                                       "mean_clean": float(torch.stack(refs).mean())}])
         return value
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def make_loss(row: Row, classifier, layers, scale: float) -> FeatureLoss:
@@ -468,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             classifier, classifier_id = None, None  # rows without a feature term; no report
         else:
             classifier, _ = load_classifier(classifier_path)
-            classifier_id = sha256(classifier_path)
+            classifier_id = file_digest(classifier_path)
         cache: list = []
 
         def images():

@@ -155,9 +155,18 @@ def test_classifier_selection_and_final_run_reuse_finished_candidates(data, tmp_
         assert f"| {c.name} " in report
     model, classes = load_classifier(runs / "classifier.safetensors")
     assert classes == [f"class{c}" for c in range(10)]
-    # finished candidates are reused from history.json alone; the final run from its checkpoint
-    for ckpt in (runs / "select").rglob("checkpoint.pt"):
+    # finished runs are reused without their checkpoints: the candidates from history.json,
+    # the final run from its exported weights
+    for ckpt in runs.rglob("checkpoint.pt"):
         ckpt.unlink()
+    weights = (runs / "classifier.safetensors").read_bytes()
     assert clf.main(args) == 0
-    assert not list((runs / "select").rglob("checkpoint.pt"))
+    assert not list(runs.rglob("checkpoint.pt"))
+    assert (runs / "classifier.safetensors").read_bytes() == weights
     assert (out / "cifar_classifier.md").read_text().split("Hardware")[0] == report.split("Hardware")[0]
+    # other weights in the export's place: the final run is not reused, it trains again
+    torch.manual_seed(1)
+    save_classifier(runs / "classifier.safetensors", DSCClassifier(extra=list(clf.CANDIDATES[0].extra)),
+                    classes)
+    assert clf.main(args) == 0
+    assert (runs / "final" / "checkpoint.pt").is_file()

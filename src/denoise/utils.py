@@ -115,6 +115,18 @@ def write_json(path: str | os.PathLike, obj, *, overwrite: bool = True, sort_key
     return write_text(path, text + "\n", overwrite=overwrite)
 
 
+def file_digest(path: str | os.PathLike, length: int = 16) -> str:
+    """The first ``length`` hex digits of the file's sha256 (to tie a result to the exact
+    weights it came from)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
+
+
 def _finite(value):
     """``value`` with every non-finite float replaced by None (strict JSON has no NaN)."""
     if isinstance(value, float):
