@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from denoise.errors import DenoiseError, InputError
+from denoise.errors import DenoiseError, InputError, TrainingError
 from denoise.evaluation.bench import load_test_set
 from denoise.evaluation.report import detail_crop, markdown_table, to_display
 from denoise.evaluation.testsets import data_root, repo_root
@@ -227,6 +227,9 @@ def run_row(row: Row, budget: Budget, runs: Path, train_dir: Path, images, class
         loss_fn, card = None, {"row": asdict(row), "noise": NOISE}  # the config's L2; no classifier
     train_row(row, config, data, loss_fn, card)
     model, ckpt = trained_model(config)
+    if int(ckpt["step"]) < config.steps:  # stopped by a signal: never score or report a partial row
+        raise TrainingError(f"row {row.name} stopped at step {int(ckpt['step'])} of {config.steps}; run the "
+                            "same command again to resume it")
     start = time.perf_counter()
     results, outputs = score(model, sets)
     return ({"row": asdict(row), "calibration": scale, "step": int(ckpt["step"]), "train_s": float(ckpt["elapsed_s"]),

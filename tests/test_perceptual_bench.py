@@ -44,7 +44,7 @@ def test_feature_loss_takes_the_trainers_keywords():
     assert torch.equal(loss(pred, target, mask=None, progress=0.5, noisy=pred), plain)
 
 
-def test_pixel_row_trains_without_a_classifier(bench, data, tmp_path, capsys):
+def test_pixel_row_trains_without_a_classifier(bench, data, tmp_path, capsys, monkeypatch):
     runs = tmp_path / "runs"
     args = ["--quick", "--rows", "pixel", "--runs", str(runs), "--out", str(tmp_path / "out"),
             "--classifier", str(tmp_path / "missing.safetensors")]
@@ -60,6 +60,11 @@ def test_pixel_row_trains_without_a_classifier(bench, data, tmp_path, capsys):
     # a feature row still needs the classifier: a clear error, exit status 2
     assert bench.main([*args[:2], "feature", *args[3:]]) == 2
     assert "classifier" in capsys.readouterr().err
+    # a row whose training stopped early (a signal) is neither scored nor reported
+    monkeypatch.setattr(bench, "train_row", lambda *a, **k: None)
+    assert bench.main([*args, "--steps", str(2 * bench.QUICK.steps)]) == 2
+    assert "stopped at step" in capsys.readouterr().err
+    assert json.loads((runs / "pixel" / "scores.json").read_text()) == scores
 
 
 def test_every_row_trains_and_the_report_is_written(bench, data, tmp_path):
