@@ -288,11 +288,15 @@ def findings(results: dict[str, dict], trivial: list[tuple[str, float, float]], 
         if name not in results:
             continue
         r = results[name]
-        dark = [label for label in labels if r["sets"][label]["mean_out"] < r["sets"][label]["mean_clean"] - DARK]
+        drift = [r["sets"][label]["mean_out"] - r["sets"][label]["mean_clean"] for label in labels]
         below = [label for label in labels if r["sets"][label]["psnr"] < r["sets"][label]["input_psnr"]]
-        verdict = ("the report's failure **reproduced**: the outputs are darker than the clean images"
-                   if dark else f"the report's dark outputs **not reproduced** (mean output within {DARK} of "
-                   "the clean images')")
+        if any(d < -DARK for d in drift):
+            verdict = "the report's failure **reproduced**: the outputs are darker than the clean images"
+        elif any(d > DARK for d in drift):
+            verdict = ("the report's dark outputs **not reproduced**, the intensity drifts the other way: the "
+                       "outputs are brighter than the clean images")
+        else:
+            verdict = f"the report's dark outputs **not reproduced** (mean output within {DARK} of the clean images')"
         if below:
             verdict += f", and they score below the noisy input on {', '.join(below)}"
         lines.append(f"- `{name}` (feature loss alone): {'; '.join(scores(r, label) for label in labels)}: "

@@ -102,6 +102,8 @@ def test_findings_follow_the_numbers(bench):
                             "A")
     assert "**not reproduced**" in bright[0] and "below the noisy input" not in bright[0]
     assert "no simple output" in bright[1]
+    washed = bench.findings({"feature-batchstats": _row(10.0, 0.7)}, trivial, "A")
+    assert "**not reproduced**" in washed[0] and "brighter" in washed[0]
 
 
 def test_detail_is_one_on_the_clean_image_and_drops_when_smoothed(bench):
