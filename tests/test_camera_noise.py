@@ -206,6 +206,43 @@ def test_cblur_option_in_the_camera_pipeline(generator):
     assert blurred.mean(1).std().item() == pytest.approx(plain.mean(1).std().item(), rel=0.05)  # luma level kept
 
 
+def test_sharpen_boosts_the_fine_luma_grain_only(generator):
+    field = torch.randn(3, 3, 64, 64, generator=generator, dtype=torch.float64)
+    out = cam.sharpen_luma(field, torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64))
+    assert torch.allclose(out[0], field[0])  # amount 0: unchanged
+    chroma = lambda n: n - n.mean(1, keepdim=True)
+    assert torch.allclose(chroma(out), chroma(field))  # the colour part is kept
+    # white luma noise through 1 + a (1 - G): its variance grows to
+    # (1 + a)^2 - 2 a (1 + a) g0 + a^2 g1 with g0 = 1 / (4 pi w^2), g1 = 1 / (8 pi w^2) (w = 1)
+    g0, g1 = 1 / (4 * math.pi), 1 / (8 * math.pi)
+    before = field.mean(1).std().item()
+    for k, a in ((1, 1.0), (2, 2.0)):
+        gain = math.sqrt((1 + a) ** 2 - 2 * a * (1 + a) * g0 + a * a * g1)
+        assert out[k].mean(0).std().item() == pytest.approx(gain * before, rel=0.06)
+    # sharpened white noise is anti-correlated between neighbours (a high-pass boost):
+    # (-2 a (1 + a) G(1) + a^2 (G*G)(1)) / variance = -0.11 at a = 2
+    assert abs(_correlation_at(field[2:3].mean(1, keepdim=True), 1)) < 0.05
+    assert _correlation_at(out[2:3].mean(1, keepdim=True), 1) < -0.07
+
+
+def test_sharp_option_in_the_camera_pipeline(generator):
+    x = torch.full((4, 3, 64, 64), 0.4, dtype=torch.float64)
+    plain = Camera(0.0005, 1e-6)(x, torch.Generator().manual_seed(3)) - x
+    same = Camera(0.0005, 1e-6, sharp=0.0)(x, torch.Generator().manual_seed(3)) - x
+    assert (same - plain).abs().max() < 1e-9
+    sharp = Camera(0.0005, 1e-6, sharp=1.5)(x, torch.Generator().manual_seed(3)) - x
+    assert sharp.mean(1).std() > 1.3 * plain.mean(1).std()  # the fine grain is boosted
+    chroma = lambda n: n - n.mean(1, keepdim=True)
+    assert (chroma(sharp) - chroma(plain)).abs().max() < 1e-9
+    model = parse_noise("camera:shot=0.001,sharp=0-1.5")
+    assert model.sharp == (0.0, 1.5) and "sharp=0-1.5" in model.spec
+    assert parse_noise(model.spec).spec == model.spec
+    with pytest.raises(InputError, match="sharpening amount"):
+        parse_noise("camera:sharp=5")
+    grey = Camera(0.0005, 1e-6, sharp=1.0)(x[:, :1], torch.Generator().manual_seed(3)) - x[:, :1]
+    assert grey.shape == (4, 1, 64, 64)
+
+
 def test_noise_off_gives_the_input_back(generator):
     x = _rand(3, 3, 32, 40, dtype=torch.float32)
     assert (Camera(0, 0)(x, generator) - x).abs().max() < 1e-4

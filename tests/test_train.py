@@ -308,3 +308,34 @@ def test_folder_data_on_loaded_images_matches_build_data(folder, tmp_path):
     assert all(torch.equal(a[0], b[0]) for a, b in zip(shared.validation(), built.validation()))
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert torch.equal(shared.sample(4, g1).input, built.sample(4, g2).input)
+
+
+def test_init_widen_starts_a_wider_model_from_a_narrow_run(folder, tmp_path):
+    narrow = dict(model="ffdnet", model_kwargs={"features": 8, "layers": 3, "blind": True, "channels": 1})
+    Trainer(_config(folder, tmp_path / "narrow", steps=2, **narrow)).fit()
+    wide_kwargs = {**narrow["model_kwargs"], "features": 12}
+    cfg = _config(folder, tmp_path / "wide", steps=2, model="ffdnet", model_kwargs=wide_kwargs,
+                  init=str(tmp_path / "narrow"), init_widen=True)
+    from denoise.models.user import model_from_path
+    from denoise.training.build import build_model
+
+    old = model_from_path(str(tmp_path / "narrow"))[1].eval()
+    new = build_model(cfg, 1).eval()
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(old(x), new(x))  # the same function before any step
+    assert sum(p.numel() for p in new.parameters()) > sum(p.numel() for p in old.parameters())
+    assert Trainer(cfg).fit().step == 2
+    trained = _ckpt(tmp_path / "wide")["model"]
+    first = next(k for k in trained if k.endswith("weight") and trained[k].dim() == 4)
+    assert trained[first].shape[0] == 12
+    # without init_widen the shapes do not fit: a clear error naming the weights
+    from denoise.errors import ModelError
+
+    with pytest.raises(ModelError, match="do not fit"):
+        build_model(_config(folder, tmp_path / "w2", model="ffdnet", model_kwargs=wide_kwargs,
+                            init=str(tmp_path / "narrow")), 1)
+    with pytest.raises(InputError, match="--init-widen needs --init"):
+        _config(folder, tmp_path / "w3", init_widen=True).validate()
+    with pytest.raises(ModelError, match="cannot be embedded"):  # narrower than the init
+        build_model(_config(folder, tmp_path / "w4", model="ffdnet", init=str(tmp_path / "wide"),
+                            init_widen=True, model_kwargs=narrow["model_kwargs"]), 1)

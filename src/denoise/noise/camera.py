@@ -50,6 +50,14 @@ The idea is that of Brooks et al., "Unprocessing Images for Learned Raw Denoisin
    ``b`` *without* restoring its level (unlike 6b), :func:`lowpass_chroma`; the luma part
    is kept. After 6c, in the same space;
 7. forward processing: white-balance gains, CCM and sRGB tone curve again;
+7b. optional in-camera sharpening (``sharp``, off by default): every camera's JPEG engine
+   sharpens after the tone curve, by an unsharp mask on brightness, and it sharpens the
+   noise with the image: the noise's high frequencies are boosted, so it looks like fine
+   texture. With ``sharp`` an amount ``a`` is drawn per image and the sRGB noise's luma
+   part (channel mean; the whole noise of a grey image) ``n`` becomes
+   ``n + a (n - G(n))``, ``G`` a Gaussian blur of standard deviation
+   :data:`SHARPEN_WIDTH` pixels, :func:`sharpen_luma`. The clean image is kept as the
+   target (it already is a processed photo, with its own sharpening);
 8. optional JPEG round trip (8-bit, PIL) with a quality drawn uniformly from ``quality``.
 
 Grey images (N, 1, H, W) take a simpler path: tone curve inverted, Poisson-Gaussian noise
@@ -62,7 +70,7 @@ path above (JPEG included) and is turned back to grey with the BT.601 luma weigh
 Without JPEG the result is not clipped (``clip=True`` clips it to [0, 1]); with JPEG it is
 in [0, 1] and on the 8-bit grid. ``shot=0, read=0`` without JPEG gives the input back (up
 to rounding). Spec strings: ``camera``, ``camera:jpeg`` (quality 70-95), ``camera:mosaic``,
-``camera:shot=0.001-0.01,read=1e-05,q=90,corr=0-1.5,chroma=0.2-1,cblur=0-4``, each with ``:clip`` allowed; see
+``camera:shot=0.001-0.01,read=1e-05,q=90,corr=0-1.5,chroma=0.2-1,cblur=0-4,sharp=0-1``, each with ``:clip`` allowed; see
 :meth:`Camera.from_spec`.
 """
 from __future__ import annotations
@@ -103,6 +111,8 @@ SHOT_RANGE = (1e-4, 1.2e-2)
 READ_SLOPE, READ_OFFSET, READ_JITTER = 2.18, 1.20, 0.26
 #: ITU-R BT.601 luma weights, used to turn a colour photo grey (``mosaic=True``).
 LUMA = (0.299, 0.587, 0.114)
+#: Width (Gaussian standard deviation, pixels) of the unsharp mask of ``sharp``.
+SHARPEN_WIDTH = 1.0
 #: JPEG qualities of ``camera:jpeg``.
 JPEG_RANGE = (70.0, 95.0)
 
@@ -253,6 +263,15 @@ def lowpass_chroma(noise: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
     return torch.cat(out)
 
 
+def sharpen_luma(noise: torch.Tensor, amount: torch.Tensor, width: float = SHARPEN_WIDTH) -> torch.Tensor:
+    """Unsharp-mask the luma part (channel mean) of a noise field (N, C, H, W) by ``amount``
+    (N,): ``luma + amount * (luma - blur(luma))``, blur a Gaussian of standard deviation
+    ``width`` pixels; the chroma part (the rest) is kept. An amount of 0 keeps the noise."""
+    luma = noise.mean(1, keepdim=True)
+    detail = luma - _gaussian_blur(luma, width)
+    return noise + amount.to(noise).view(-1, 1, 1, 1) * detail
+
+
 # ----------------------------------------------------------------------------- model
 
 def _draw(value: Param, n: int, gen: torch.Generator, like: torch.Tensor, *, log: bool = False) -> torch.Tensor:
@@ -283,12 +302,13 @@ class Camera(Noise):
 
     def __init__(self, shot: Param = SHOT_RANGE, read: Param | None = None, quality: Param | None = None, *,
                  corr: Param | None = None, chroma: Param | None = None, cblur: Param | None = None,
-                 mosaic: bool = False, clip: bool = False):
+                 sharp: Param | None = None, mosaic: bool = False, clip: bool = False):
         super().__init__(clip=clip)
         self.mosaic = bool(mosaic)
         self.corr = None if corr is None else _check_param("Camera", "correlation width", corr, 0.0, 16.0)
         self.chroma = None if chroma is None else _check_param("Camera", "chroma factor", chroma, 0.0, 1.0)
         self.cblur = None if cblur is None else _check_param("Camera", "chroma blur width", cblur, 0.0, 16.0)
+        self.sharp = None if sharp is None else _check_param("Camera", "sharpening amount", sharp, 0.0, 4.0)
         self.shot = _check_param("Camera", "shot level", shot, 0.0)
         self.read = None if read is None else _check_param("Camera", "read variance", read, 0.0)
         self.quality = None if quality is None else _check_param("Camera", "JPEG quality", quality, 1.0, 100.0)
@@ -329,6 +349,9 @@ class Camera(Noise):
             if self.cblur is not None:  # the same space: the camera's chroma noise filter
                 noise = lowpass_chroma(noise, _draw(self.cblur, n, gen, x))
             noisy = linear_to_srgb(linear + noise)
+        if self.sharp is not None:  # the camera's unsharp mask, on the processed (sRGB) noise
+            clean = linear_to_srgb(linear)
+            noisy = clean + sharpen_luma(noisy - clean, _draw(self.sharp, n, gen, x))
         if self.quality is not None:
             quality = _draw(self.quality, n, gen, x).round().int().tolist()
             noisy = jpeg(noisy, quality)
@@ -348,10 +371,10 @@ class Camera(Noise):
             for item in token.split(","):
                 key, eq, value = (s.strip() for s in item.partition("="))
                 name = {"shot": "shot", "read": "read", "q": "quality", "corr": "corr", "chroma": "chroma",
-                        "cblur": "cblur"}.get(key)
+                        "cblur": "cblur", "sharp": "sharp"}.get(key)
                 if not eq or name is None:
                     raise InputError(f"bad camera option {item.strip()!r} in noise spec {spec!r} "
-                                     f"(use shot=, read=, q=, corr=, chroma=, cblur=, jpeg, mosaic, clip){hint}")
+                                     f"(use shot=, read=, q=, corr=, chroma=, cblur=, sharp=, jpeg, mosaic, clip){hint}")
                 kwargs[name] = _parse_camera_value(value, spec)
         return cls(**kwargs)
 
@@ -362,6 +385,7 @@ class Camera(Noise):
         items += [] if self.corr is None else [f"corr={_format_param(self.corr)}"]
         items += [] if self.chroma is None else [f"chroma={_format_param(self.chroma)}"]
         items += [] if self.cblur is None else [f"cblur={_format_param(self.cblur)}"]
+        items += [] if self.sharp is None else [f"sharp={_format_param(self.sharp)}"]
         return ",".join(items)
 
     @property
@@ -376,6 +400,7 @@ class Camera(Noise):
                 + (f", corr={_repr_param(self.corr)}" if self.corr is not None else "")
                 + (f", chroma={_repr_param(self.chroma)}" if self.chroma is not None else "")
                 + (f", cblur={_repr_param(self.cblur)}" if self.cblur is not None else "")
+                + (f", sharp={_repr_param(self.sharp)}" if self.sharp is not None else "")
                 + (", mosaic=True" if self.mosaic else ""))
 
 

@@ -82,20 +82,63 @@ def build_model(config: TrainConfig, channels: int) -> nn.Module:
         raise InputError(f"model {config.model!r} has no torch parameters to train here"
                          + ("; train it with 'denoise ee559 train 2'" if config.model.startswith("ee559") else ""))
     if config.init is not None:
-        init_weights(model, config.init, what=config.model)
+        init_weights(model, config.init, what=config.model, widen=config.init_widen)
     return model.train()
 
 
-def init_weights(model: nn.Module, source: str, *, what: str = "the model") -> nn.Module:
+def init_weights(model: nn.Module, source: str, *, what: str = "the model", widen: bool = False) -> nn.Module:
     """Load into ``model`` the weights of ``source``: a registered or user model name with
     weights, or a path (a .safetensors file with its card, a run folder, a checkpoint).
+    With ``widen`` the weights may be narrower than ``model``'s (:func:`widen_state`).
     ModelError when they cannot be read or do not fit."""
     from ..models.registry import create_model
     from ..models.user import looks_like_path, model_from_path
 
+    if widen:
+        odd = sorted({type(m).__name__ for m in model.modules()
+                      if isinstance(m, nn.modules.conv._ConvTransposeNd) or getattr(m, "groups", 1) != 1})
+        if odd:
+            raise ModelError(f"--init-widen handles convolution and linear layers whose weights are (out, in, ...); "
+                             f"{what} has {', '.join(odd)}")
     trained = model_from_path(source)[1] if looks_like_path(source) else create_model(source)
+    state = trained.state_dict()
     try:
-        model.load_state_dict(trained.state_dict())
-    except RuntimeError as exc:
+        if widen:
+            state = widen_state(state, model.state_dict())
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError) as exc:
         raise ModelError(f"the weights of {source} do not fit {what}: {str(exc).splitlines()[0]}") from None
     return model
+
+
+def widen_state(old: dict, new: dict) -> dict:
+    """A state for the wider model whose (freshly initialised) state is ``new``, embedding the
+    narrower ``old`` so that the wider model computes the same function (Net2Net-style
+    widening, with zero instead of split outgoing weights).
+
+    Every tensor of ``old`` must have the name, rank and layout of one in ``new``, and no
+    dimension larger. Old entries are copied into the leading slice. In a weight of rank
+    >= 2 (``(out, in, ...)``, a convolution or linear layer) the block from new input
+    channels to old output channels is zeroed, so old channels never see new ones; new
+    output channels keep their fresh incoming weights (from old and new channels) and the
+    new rows of biases and normalisation parameters keep their fresh values. The output
+    layer, whose size is unchanged, then reads old channels only: the function is kept,
+    and the new channels start learning from the first step because their outgoing weights
+    get gradients."""
+    if set(old) != set(new):
+        missing, extra = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+        raise ValueError(f"different layers (missing {missing[:3]}, unexpected {extra[:3]})")
+    out = {}
+    for name, fresh in new.items():
+        src = old[name]
+        if src.dim() != fresh.dim() or any(a > b for a, b in zip(src.shape, fresh.shape)):
+            raise ValueError(f"{name}: {tuple(src.shape)} cannot be embedded in {tuple(fresh.shape)}")
+        t = fresh.clone()
+        if src.dim() == 0:
+            t.copy_(src)
+        else:
+            if src.dim() >= 2:
+                t[:src.shape[0], src.shape[1]:] = 0
+            t[tuple(slice(0, k) for k in src.shape)] = src
+        out[name] = t
+    return out

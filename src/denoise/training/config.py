@@ -27,6 +27,7 @@ class TrainConfig:
     model: str = "n2n-unet"
     model_kwargs: dict = field(default_factory=dict)
     init: str | None = None
+    init_widen: bool = False
     # data: "folder" (clean images + noise), "pairs" (noisy pair images), "pkl" (EE-559 pairs),
     # "sr" (clean images -> bicubic low-resolution inputs, for a ``scale``-times upscaler)
     data: str = "folder"
@@ -147,6 +148,7 @@ class TrainConfig:
              "--zoom magnifies clean training crops before the noise: it needs --data folder, a --noise and "
              "a --crop"),
             (self.zoom is None or 1 <= self.zoom <= 8, "--zoom must be a factor in [1, 8]"),
+            (not self.init_widen or self.init is not None, "--init-widen needs --init (the weights to widen)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -183,6 +185,9 @@ OPTION_HELP = {
     "model_kwargs": "extra keyword arguments of the model factory, e.g. {\"features\": 32}",
     "init": "start from these weights instead of random ones (fine-tuning): a model name with weights, "
             "a user model, a .safetensors file or a run folder; they must fit model and model_kwargs",
+    "init_widen": "embed narrower init weights in a wider model (model_kwargs features larger than the init's): "
+                  "old channels keep their weights, new ones start with random incoming and zero outgoing "
+                  "weights, so the wider model computes what the init did and then learns",
     "data": "folder (clean images + noise), pairs (noisy pair images), pkl (EE-559 pair file) or sr "
             "(clean images, bicubic-downscaled inputs: super-resolution; crop is the low-resolution patch)",
     "scale": "upscaling factor 2, 3 or 4 (data=sr only)",
