@@ -339,3 +339,14 @@ def test_init_widen_starts_a_wider_model_from_a_narrow_run(folder, tmp_path):
     with pytest.raises(ModelError, match="cannot be embedded"):  # narrower than the init
         build_model(_config(folder, tmp_path / "w4", model="ffdnet", init=str(tmp_path / "wide"),
                             init_widen=True, model_kwargs=narrow["model_kwargs"]), 1)
+
+
+def test_every_shipped_training_config_parses_and_validates():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.json"))
+    assert len(configs) >= 20
+    for path in configs:
+        cfg = TrainConfig.from_file(path)
+        cfg.validate()  # raises InputError naming the option
+        assert cfg.out.startswith("runs/"), path  # never into the shipped weights or training-state
