@@ -243,6 +243,37 @@ def test_sharp_option_in_the_camera_pipeline(generator):
     assert grey.shape == (4, 1, 64, 64)
 
 
+def test_tone_curve_and_its_inverse():
+    y = torch.linspace(0, 1, 1001, dtype=torch.float64).view(1, 1, 1, -1).expand(3, 1, 1, -1)
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    out = cam.tone_curve(y, t)
+    assert torch.equal(out[0], y[0])  # weight 0: the identity
+    assert torch.allclose(out[2], 3 * y[2] ** 2 - 2 * y[2] ** 3)  # weight 1: smoothstep
+    assert (out.diff(dim=-1) >= 0).all()  # increasing, so invertible
+    assert torch.allclose(cam.inverse_tone_curve(out, t), y, atol=1e-9)
+    outside = torch.tensor([-0.1, 1.2], dtype=torch.float64).view(1, 1, 1, 2)
+    assert torch.equal(cam.tone_curve(outside, t[2:]), outside)
+
+
+def test_tone_option_moves_the_noise_into_the_mid_tones(generator):
+    # a flat mid-grey and a dark patch: the S curve steepens mid-tones, flattens shadows
+    x = torch.cat([torch.full((4, 3, 48, 48), 0.5), torch.full((4, 3, 48, 48), 0.06)]).double()
+    plain = Camera(0.002, 1e-5)(x, torch.Generator().manual_seed(3)) - x
+    tone = Camera(0.002, 1e-5, tone=1.0)(x, torch.Generator().manual_seed(3)) - x
+    zero = Camera(0.002, 1e-5, tone=0.0)(x, torch.Generator().manual_seed(3)) - x
+    # weight 0: the plain curve (the draw shifts the random stream, so compare statistics)
+    assert zero[:4].std().item() == pytest.approx(plain[:4].std().item(), rel=0.05)
+    assert zero[4:].std().item() == pytest.approx(plain[4:].std().item(), rel=0.05)
+    # mid-grey: the raw signal under tone=1 is the same 0.5, and the slope 1.5 scales the noise
+    assert tone[:4].std().item() == pytest.approx(1.5 * plain[:4].std().item(), rel=0.05)
+    assert tone[4:].std() < 0.8 * plain[4:].std()  # shadows: flatter curve, less noise
+    assert Camera(0, 0, tone=(0.0, 1.0))(x, generator).sub(x).abs().max() < 1e-6  # no noise: the image back
+    model = parse_noise("camera:shot=0.001,tone=0-1,sharp=0.5")
+    assert model.tone == (0.0, 1.0) and parse_noise(model.spec).spec == model.spec
+    with pytest.raises(InputError, match="tone curve weight"):
+        parse_noise("camera:tone=1.5")
+
+
 def test_noise_off_gives_the_input_back(generator):
     x = _rand(3, 3, 32, 40, dtype=torch.float32)
     assert (Camera(0, 0)(x, generator) - x).abs().max() < 1e-4

@@ -50,6 +50,14 @@ The idea is that of Brooks et al., "Unprocessing Images for Learned Raw Denoisin
    ``b`` *without* restoring its level (unlike 6b), :func:`lowpass_chroma`; the luma part
    is kept. After 6c, in the same space;
 7. forward processing: white-balance gains, CCM and sRGB tone curve again;
+7a. optional global tone mapping (``tone``, off by default): cameras do not stop at the
+   sRGB curve; their picture styles add an S-shaped contrast curve, which Brooks et al.
+   model with a smoothstep ``3y^2 - 2y^3`` applied after the sRGB curve (and invert it
+   first when unprocessing). It steepens mid-tones (slope 1.5 at 0.5) and flattens
+   shadows and highlights, so the noise grows in mid-tones and shrinks near black and
+   white. With ``tone`` a weight ``t`` in [0, 1] is drawn per image and the curve is
+   ``(1 - t) y + t (3y^2 - 2y^3)`` (:func:`tone_curve`): the clean image is first taken
+   through its inverse (:func:`inverse_tone_curve`), so it stays the exact target;
 7b. optional in-camera sharpening (``sharp``, off by default): every camera's JPEG engine
    sharpens after the tone curve, by an unsharp mask on brightness, and it sharpens the
    noise with the image: the noise's high frequencies are boosted, so it looks like fine
@@ -70,7 +78,7 @@ path above (JPEG included) and is turned back to grey with the BT.601 luma weigh
 Without JPEG the result is not clipped (``clip=True`` clips it to [0, 1]); with JPEG it is
 in [0, 1] and on the 8-bit grid. ``shot=0, read=0`` without JPEG gives the input back (up
 to rounding). Spec strings: ``camera``, ``camera:jpeg`` (quality 70-95), ``camera:mosaic``,
-``camera:shot=0.001-0.01,read=1e-05,q=90,corr=0-1.5,chroma=0.2-1,cblur=0-4,sharp=0-1``, each with ``:clip`` allowed; see
+``camera:shot=0.001-0.01,read=1e-05,q=90,corr=0-1.5,chroma=0.2-1,cblur=0-4,sharp=0-1,tone=0-1``, each with ``:clip`` allowed; see
 :meth:`Camera.from_spec`.
 """
 from __future__ import annotations
@@ -127,6 +135,26 @@ def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
 def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
     """sRGB transfer function; negative values stay on the linear segment."""
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
+
+
+def tone_curve(y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Global tone mapping ``(1 - t) y + t (3y^2 - 2y^3)`` with ``t = weight`` (N,) per image,
+    on sRGB values; outside [0, 1] (noise can reach there) the offset at the nearest end,
+    0, is kept, so values there pass unchanged."""
+    c = y.clamp(0, 1)
+    return y + weight.to(y).view(-1, 1, 1, 1) * (c * c * (3 - 2 * c) - c)
+
+
+def inverse_tone_curve(x: torch.Tensor, weight: torch.Tensor, iterations: int = 48) -> torch.Tensor:
+    """The inverse of :func:`tone_curve` on [0, 1] (``x`` is clamped to it), by bisection:
+    the curve is increasing there for every weight in [0, 1]."""
+    x = x.clamp(0, 1)
+    lo, hi = torch.zeros_like(x), torch.ones_like(x)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        below = tone_curve(mid, weight) < x
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return (lo + hi) / 2
 
 
 def apply_ccm(x: torch.Tensor, ccm: torch.Tensor) -> torch.Tensor:
@@ -302,13 +330,14 @@ class Camera(Noise):
 
     def __init__(self, shot: Param = SHOT_RANGE, read: Param | None = None, quality: Param | None = None, *,
                  corr: Param | None = None, chroma: Param | None = None, cblur: Param | None = None,
-                 sharp: Param | None = None, mosaic: bool = False, clip: bool = False):
+                 sharp: Param | None = None, tone: Param | None = None, mosaic: bool = False, clip: bool = False):
         super().__init__(clip=clip)
         self.mosaic = bool(mosaic)
         self.corr = None if corr is None else _check_param("Camera", "correlation width", corr, 0.0, 16.0)
         self.chroma = None if chroma is None else _check_param("Camera", "chroma factor", chroma, 0.0, 1.0)
         self.cblur = None if cblur is None else _check_param("Camera", "chroma blur width", cblur, 0.0, 16.0)
         self.sharp = None if sharp is None else _check_param("Camera", "sharpening amount", sharp, 0.0, 4.0)
+        self.tone = None if tone is None else _check_param("Camera", "tone curve weight", tone, 0.0, 1.0)
         self.shot = _check_param("Camera", "shot level", shot, 0.0)
         self.read = None if read is None else _check_param("Camera", "read variance", read, 0.0)
         self.quality = None if quality is None else _check_param("Camera", "JPEG quality", quality, 1.0, 100.0)
@@ -327,7 +356,8 @@ class Camera(Noise):
         else:
             read = _draw(self.read, n, gen, x)
         shot, read = (v.to(x.dtype).to(x.device).view(n, 1, 1, 1) for v in (shot, read))
-        linear = srgb_to_linear(x.clamp(0, 1))
+        tone = None if self.tone is None else _draw(self.tone, n, gen, x)
+        linear = srgb_to_linear(x.clamp(0, 1) if tone is None else inverse_tone_curve(x, tone))
         if c == 1:
             noise = raw_noise(linear, shot, read, gen)
             if self.corr is not None:
@@ -349,8 +379,10 @@ class Camera(Noise):
             if self.cblur is not None:  # the same space: the camera's chroma noise filter
                 noise = lowpass_chroma(noise, _draw(self.cblur, n, gen, x))
             noisy = linear_to_srgb(linear + noise)
+        if tone is not None:  # the picture style's contrast curve, after the sRGB curve
+            noisy = tone_curve(noisy, tone)
         if self.sharp is not None:  # the camera's unsharp mask, on the processed (sRGB) noise
-            clean = linear_to_srgb(linear)
+            clean = linear_to_srgb(linear) if tone is None else tone_curve(linear_to_srgb(linear), tone)
             noisy = clean + sharpen_luma(noisy - clean, _draw(self.sharp, n, gen, x))
         if self.quality is not None:
             quality = _draw(self.quality, n, gen, x).round().int().tolist()
@@ -371,10 +403,10 @@ class Camera(Noise):
             for item in token.split(","):
                 key, eq, value = (s.strip() for s in item.partition("="))
                 name = {"shot": "shot", "read": "read", "q": "quality", "corr": "corr", "chroma": "chroma",
-                        "cblur": "cblur", "sharp": "sharp"}.get(key)
+                        "cblur": "cblur", "sharp": "sharp", "tone": "tone"}.get(key)
                 if not eq or name is None:
                     raise InputError(f"bad camera option {item.strip()!r} in noise spec {spec!r} "
-                                     f"(use shot=, read=, q=, corr=, chroma=, cblur=, sharp=, jpeg, mosaic, clip){hint}")
+                                     f"(use shot=, read=, q=, corr=, chroma=, cblur=, sharp=, tone=, jpeg, mosaic, clip){hint}")
                 kwargs[name] = _parse_camera_value(value, spec)
         return cls(**kwargs)
 
@@ -386,6 +418,7 @@ class Camera(Noise):
         items += [] if self.chroma is None else [f"chroma={_format_param(self.chroma)}"]
         items += [] if self.cblur is None else [f"cblur={_format_param(self.cblur)}"]
         items += [] if self.sharp is None else [f"sharp={_format_param(self.sharp)}"]
+        items += [] if self.tone is None else [f"tone={_format_param(self.tone)}"]
         return ",".join(items)
 
     @property
@@ -401,6 +434,7 @@ class Camera(Noise):
                 + (f", chroma={_repr_param(self.chroma)}" if self.chroma is not None else "")
                 + (f", cblur={_repr_param(self.cblur)}" if self.cblur is not None else "")
                 + (f", sharp={_repr_param(self.sharp)}" if self.sharp is not None else "")
+                + (f", tone={_repr_param(self.tone)}" if self.tone is not None else "")
                 + (", mosaic=True" if self.mosaic else ""))
 
 

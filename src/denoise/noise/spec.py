@@ -24,7 +24,7 @@ NOISE_KINDS: dict[str, type[Noise]] = {cls.kind: cls for cls in
 
 _USAGE = ("gaussian:SIGMA (0-255 scale, or LO-HI), poisson:LAM, poissongaussian:LAM,SIGMA, "
           "bernoulli:P, impulse:P, saltpepper:P, text:P (or text:P,LO-HI with font sizes in "
-          "pixels), camera (or camera:KEY=VALUE,... with shot, read, q, corr, chroma, cblur, sharp; camera:jpeg, camera:mosaic); append :clip to clip to [0, 1]; "
+          "pixels), camera (or camera:KEY=VALUE,... with shot, read, q, corr, chroma, cblur, sharp, tone; camera:jpeg, camera:mosaic); append :clip to clip to [0, 1]; "
           "join specs with + to apply them in order (gaussian:25+saltpepper:0.05)")
 
 
