@@ -64,7 +64,7 @@ The idea is that of Brooks et al., "Unprocessing Images for Learned Raw Denoisin
    texture. With ``sharp`` an amount ``a`` is drawn per image and the sRGB noise's luma
    part (channel mean; the whole noise of a grey image) ``n`` becomes
    ``n + a (n - G(n))``, ``G`` a Gaussian blur of standard deviation
-   :data:`SHARPEN_WIDTH` pixels, :func:`sharpen_luma`. The clean image is kept as the
+   :data:`~denoise.noise.isp.SHARPEN_WIDTH` pixels, :func:`sharpen_luma`. The clean image is kept as the
    target (it already is a processed photo, with its own sharpening);
 8. optional JPEG round trip (8-bit, PIL) with a quality drawn uniformly from ``quality``.
 
@@ -93,6 +93,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
+from .isp import (  # the in-camera processing stages, re-exported here
+    correlate,
+    inverse_tone_curve,
+    lowpass_chroma,
+    reduce_chroma,
+    sharpen_luma,
+    tone_curve,
+)
 from .models import (
     Noise,
     Param,
@@ -119,8 +127,6 @@ SHOT_RANGE = (1e-4, 1.2e-2)
 READ_SLOPE, READ_OFFSET, READ_JITTER = 2.18, 1.20, 0.26
 #: ITU-R BT.601 luma weights, used to turn a colour photo grey (``mosaic=True``).
 LUMA = (0.299, 0.587, 0.114)
-#: Width (Gaussian standard deviation, pixels) of the unsharp mask of ``sharp``.
-SHARPEN_WIDTH = 1.0
 #: JPEG qualities of ``camera:jpeg``.
 JPEG_RANGE = (70.0, 95.0)
 
@@ -135,26 +141,6 @@ def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
 def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
     """sRGB transfer function; negative values stay on the linear segment."""
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
-
-
-def tone_curve(y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Global tone mapping ``(1 - t) y + t (3y^2 - 2y^3)`` with ``t = weight`` (N,) per image,
-    on sRGB values; outside [0, 1] (noise can reach there) the offset at the nearest end,
-    0, is kept, so values there pass unchanged."""
-    c = y.clamp(0, 1)
-    return y + weight.to(y).view(-1, 1, 1, 1) * (c * c * (3 - 2 * c) - c)
-
-
-def inverse_tone_curve(x: torch.Tensor, weight: torch.Tensor, iterations: int = 48) -> torch.Tensor:
-    """The inverse of :func:`tone_curve` on [0, 1] (``x`` is clamped to it), by bisection:
-    the curve is increasing there for every weight in [0, 1]."""
-    x = x.clamp(0, 1)
-    lo, hi = torch.zeros_like(x), torch.ones_like(x)
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        below = tone_curve(mid, weight) < x
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return (lo + hi) / 2
 
 
 def apply_ccm(x: torch.Tensor, ccm: torch.Tensor) -> torch.Tensor:
@@ -227,77 +213,6 @@ def jpeg(x: torch.Tensor, quality: list[int]) -> torch.Tensor:
         decoded = decoded.reshape(array.shape).transpose(2, 0, 1)
         out.append(torch.from_numpy(np.ascontiguousarray(decoded)))
     return torch.stack(out).to(x.device, x.dtype)
-
-
-def _gaussian_blur(x: torch.Tensor, width: float) -> torch.Tensor:
-    """Separable Gaussian blur (standard deviation ``width`` pixels, reflect padding)."""
-    if width <= 0:
-        return x
-    radius = max(1, math.ceil(3 * width))
-    radius = min(radius, x.shape[-1] - 1, x.shape[-2] - 1)
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / width) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1),
-                 groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1),
-                    groups=c)
-
-
-def correlate(noise: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """Spread a noise field (N, C, H, W) over ``width`` (N,) pixels, keeping its level.
-
-    Per image: the luma part (the channel mean) is blurred by a Gaussian of standard
-    deviation ``width``, the chroma part (the rest; colour only) by ``2 * width``, each
-    rescaled to its standard deviation before the blur, and each channel of their sum is
-    rescaled to the channel's standard deviation before the blur. A width of 0 keeps the
-    image's noise as it is.
-    """
-    out = []
-    for field, w in zip(noise, width.tolist()):
-        field = field[None]
-        if w <= 0:
-            out.append(field)
-            continue
-        luma = field.mean(1, keepdim=True)
-        parts = [(luma, w), (field - luma, 2 * w)] if field.shape[1] > 1 else [(field, w)]
-        spread = 0
-        for part, width_px in parts:
-            blurred = _gaussian_blur(part, width_px)
-            spread = spread + blurred * (part.std() / blurred.std().clamp_min(1e-12))
-        dims = (0, 2, 3)  # each channel back to its former level
-        out.append(spread * (field.std(dims, keepdim=True) / spread.std(dims, keepdim=True).clamp_min(1e-12)))
-    return torch.cat(out)
-
-
-def reduce_chroma(noise: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """Scale the chroma part of a colour noise field (N, 3, H, W) by ``factor`` (N,).
-
-    The luma part is the channel mean, the chroma part the rest: the result is
-    ``luma + factor * (noise - luma)``, so the channel mean is unchanged.
-    """
-    luma = noise.mean(1, keepdim=True)
-    return luma + factor.to(noise).view(-1, 1, 1, 1) * (noise - luma)
-
-
-def lowpass_chroma(noise: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
-    """Blur the chroma part of a colour noise field (N, 3, H, W) by a Gaussian of standard
-    deviation ``width`` (N,) pixels, its level not restored (a low-pass filter: the
-    chroma part gets weaker and smoother); the luma part (channel mean) is kept. A width
-    of 0 keeps the image's noise as it is."""
-    luma = noise.mean(1, keepdim=True)
-    out = [luma[k:k + 1] + _gaussian_blur(noise[k:k + 1] - luma[k:k + 1], w) for k, w in enumerate(width.tolist())]
-    return torch.cat(out)
-
-
-def sharpen_luma(noise: torch.Tensor, amount: torch.Tensor, width: float = SHARPEN_WIDTH) -> torch.Tensor:
-    """Unsharp-mask the luma part (channel mean) of a noise field (N, C, H, W) by ``amount``
-    (N,): ``luma + amount * (luma - blur(luma))``, blur a Gaussian of standard deviation
-    ``width`` pixels; the chroma part (the rest) is kept. An amount of 0 keeps the noise."""
-    luma = noise.mean(1, keepdim=True)
-    detail = luma - _gaussian_blur(luma, width)
-    return noise + amount.to(noise).view(-1, 1, 1, 1) * detail
 
 
 # ----------------------------------------------------------------------------- model
