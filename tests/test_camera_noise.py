@@ -159,22 +159,26 @@ def test_chroma_reduction_scales_the_colour_part_only(generator):
     assert torch.allclose(chroma_out, chroma_in * factor.view(-1, 1, 1, 1))
 
 
+def _flat_noise(**options) -> torch.Tensor:
+    """The camera noise (weak, fixed seed) of a flat 0.4 grey batch (4, 3, 64, 64) with ``options``."""
+    x = torch.full((4, 3, 64, 64), 0.4, dtype=torch.float64)
+    return Camera(0.0005, 1e-6, **options)(x, torch.Generator().manual_seed(3)) - x
+
+
 def test_chroma_option_makes_camera_noise_grey(generator):
     # in-camera chroma noise reduction, in processed linear RGB: f = 1 is the plain noise,
     # f = 0 leaves noise equal in the three channels of the sRGB photo (the tone curve is
     # the same per channel); the brightness part keeps its level (weak noise: the tone
     # curve is nearly linear over it)
-    x = torch.full((4, 3, 64, 64), 0.4, dtype=torch.float64)
-    plain = Camera(0.0005, 1e-6)(x, torch.Generator().manual_seed(3)) - x
-    same = Camera(0.0005, 1e-6, chroma=1.0)(x, torch.Generator().manual_seed(3)) - x
+    plain, same = _flat_noise(), _flat_noise(chroma=1.0)
     assert (same - plain).abs().max() < 1e-9
-    grey = Camera(0.0005, 1e-6, chroma=0.0)(x, torch.Generator().manual_seed(3)) - x
+    grey = _flat_noise(chroma=0.0)
     chroma = grey - grey.mean(1, keepdim=True)
     assert chroma.std() < 1e-6 * grey.std()
     plain_chroma = plain - plain.mean(1, keepdim=True)
     assert plain_chroma.std() > 0.3 * plain.std()  # raw demosaiced noise is far from grey
     assert grey.mean(1).std().item() == pytest.approx(plain.mean(1).std().item(), rel=0.05)
-    half = Camera(0.0005, 1e-6, chroma=0.5)(x, torch.Generator().manual_seed(3)) - x
+    half = _flat_noise(chroma=0.5)
     half_chroma = half - half.mean(1, keepdim=True)
     assert half_chroma.std().item() == pytest.approx(0.5 * plain_chroma.std().item(), rel=0.05)
 
@@ -194,11 +198,9 @@ def test_chroma_lowpass_blurs_the_colour_part_only_and_weakens_it(generator):
 
 
 def test_cblur_option_in_the_camera_pipeline(generator):
-    x = torch.full((4, 3, 64, 64), 0.4, dtype=torch.float64)
-    plain = Camera(0.0005, 1e-6, chroma=0.5)(x, torch.Generator().manual_seed(3)) - x
-    same = Camera(0.0005, 1e-6, chroma=0.5, cblur=0.0)(x, torch.Generator().manual_seed(3)) - x
+    plain, same = _flat_noise(chroma=0.5), _flat_noise(chroma=0.5, cblur=0.0)
     assert (same - plain).abs().max() < 1e-9  # width 0 draws nothing new before it and changes nothing
-    blurred = Camera(0.0005, 1e-6, chroma=0.5, cblur=2.0)(x, torch.Generator().manual_seed(3)) - x
+    blurred = _flat_noise(chroma=0.5, cblur=2.0)
     chroma = lambda n: n - n.mean(1, keepdim=True)
     # demosaiced noise is already smooth over 2-3 pixels, so a blur of width 2 keeps about
     # a third of its chroma part (white noise would keep 0.14)
@@ -227,10 +229,9 @@ def test_sharpen_boosts_the_fine_luma_grain_only(generator):
 
 def test_sharp_option_in_the_camera_pipeline(generator):
     x = torch.full((4, 3, 64, 64), 0.4, dtype=torch.float64)
-    plain = Camera(0.0005, 1e-6)(x, torch.Generator().manual_seed(3)) - x
-    same = Camera(0.0005, 1e-6, sharp=0.0)(x, torch.Generator().manual_seed(3)) - x
+    plain, same = _flat_noise(), _flat_noise(sharp=0.0)
     assert (same - plain).abs().max() < 1e-9
-    sharp = Camera(0.0005, 1e-6, sharp=1.5)(x, torch.Generator().manual_seed(3)) - x
+    sharp = _flat_noise(sharp=1.5)
     assert sharp.mean(1).std() > 1.3 * plain.mean(1).std()  # the fine grain is boosted
     chroma = lambda n: n - n.mean(1, keepdim=True)
     assert (chroma(sharp) - chroma(plain)).abs().max() < 1e-9

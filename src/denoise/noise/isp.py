@@ -27,16 +27,20 @@ def tone_curve(y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return y + weight.to(y).view(-1, 1, 1, 1) * (c * c * (3 - 2 * c) - c)
 
 
-def inverse_tone_curve(x: torch.Tensor, weight: torch.Tensor, iterations: int = 48) -> torch.Tensor:
-    """The inverse of :func:`tone_curve` on [0, 1] (``x`` is clamped to it), by bisection:
-    the curve is increasing there for every weight in [0, 1]."""
-    x = x.clamp(0, 1)
-    lo, hi = torch.zeros_like(x), torch.ones_like(x)
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        below = tone_curve(mid, weight) < x
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    return (lo + hi) / 2
+def inverse_tone_curve(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`tone_curve` on [0, 1] (``x`` is clamped to it), in closed form:
+    with ``y = z + 1/2`` the curve ``(1 - t) y + t (3y^2 - 2y^3) = x`` is the depressed
+    cubic ``z^3 + p z + q = 0``, ``p = -(1 + t/2) / (2t)``, ``q = (x - 1/2) / (2t)``, whose
+    middle real root (the one in [-1/2, 1/2]) the trigonometric formula gives; computed in
+    float64, weight 0 the identity."""
+    xd = x.clamp(0, 1).double()
+    t = weight.double().to(x.device).view(-1, 1, 1, 1)
+    ts = t.clamp_min(1e-6)
+    p = -(1 + ts / 2) / (2 * ts)
+    q = (xd - 0.5) / (2 * ts)
+    cos_arg = ((3 * q / (2 * p)) * torch.sqrt(-3 / p)).clamp(-1, 1)
+    y = 0.5 + 2 * torch.sqrt(-p / 3) * torch.cos(torch.acos(cos_arg) / 3 - 2 * math.pi / 3)
+    return torch.where(t > 0, y, xd).clamp(0, 1).to(x.dtype)
 
 
 def _gaussian_blur(x: torch.Tensor, width: float) -> torch.Tensor:
