@@ -86,3 +86,33 @@ def test_cli_run_with_ensemble(capsys, tmp_path):
     assert code == 0, captured.err
     assert (tmp_path / "out" / "a.png").is_file()
     assert "n2n-unet-gray+x8" in captured.out + captured.err
+
+
+def test_polyu_symmetries_benchmark_on_a_tiny_photo_set(benchmark_script, tmp_path, capsys):
+    """benchmarks/polyu_symmetries.py: its eight-symmetry row is the ``+x8`` model's PSNR,
+    its single row the plain model's; a missing PolyU is a clear error, exit 2."""
+    import numpy as np
+    from PIL import Image
+
+    from denoise.inference import restore
+    from denoise.metrics import psnr
+
+    rng = np.random.default_rng(0)
+    for sub in ("clean", "noisy"):
+        (tmp_path / "PolyU" / sub).mkdir(parents=True)
+    clean_img = (rng.random((32, 40, 3)) * 128 + 64).astype(np.uint8)
+    noisy_img = np.clip(clean_img + rng.normal(0, 10, clean_img.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(clean_img).save(tmp_path / "PolyU" / "clean" / "Cam_1.png")
+    Image.fromarray(noisy_img).save(tmp_path / "PolyU" / "noisy" / "Cam_1.png")
+    module = benchmark_script("polyu_symmetries")
+    out = tmp_path / "sym.md"
+    assert module.main(["dct", "--data", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    clean = torch.from_numpy(clean_img).permute(2, 0, 1)[None].float() / 255
+    noisy = torch.from_numpy(noisy_img).permute(2, 0, 1)[None].float() / 255
+    for row, name in (("single (x1)", "dct"), ("all eight (x8)", "dct+x8")):
+        expected = float(psnr(restore(noisy, name, None, tile=None).output.clamp(0, 1), clean)[0])
+        line = next(line for line in text.splitlines() if line.startswith(f"| {row}"))
+        assert [float(c) for c in line.strip("|").split("|")[1:]] == pytest.approx([expected] * 2, abs=0.006)
+    assert module.main(["dct", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "PolyU not found" in capsys.readouterr().err
