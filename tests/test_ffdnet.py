@@ -154,3 +154,16 @@ def test_trainer_gives_the_noise_level_to_the_model(tmp_path):
     train_sigmas = [s for s in seen if s is not None and s.numel() == 4]
     assert train_sigmas and all(((s >= 0) & (s <= 75 / 255 + 1e-6)).all() for s in train_sigmas)
     assert any(s.numel() == 1 and abs(float(s) - 37.5 / 255) < 1e-6 for s in seen)  # validation level
+
+
+def test_width_cost_benchmark_times_each_width_beside_ffdnet(benchmark_script, capsys):
+    """benchmarks/width_cost.py: one row per width plus the FFDNet architecture at 1.00x."""
+    module = benchmark_script("width_cost")
+    assert module.main(["--widths", "8", "16", "--size", "32", "--repeats", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "FFDNet architecture", "blind body, 8 features", "blind body, 16 features"]
+    assert rows[0].rstrip(" |").endswith("1.00x")
+    assert all(float(r.split("|")[3].strip().rstrip("x")) > 0 for r in rows)
+    with pytest.raises(SystemExit):
+        module.main(["--widths", "0"])
