@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from denoise.errors import DenoiseError, InputError
 from denoise.estimate import estimate_sigma
@@ -45,8 +46,6 @@ SUBSETS = {"single (x1)": (0,), "mirror (x2)": (0, 4), "half turn (x2)": (0, 2),
 def scores(model, pairs) -> dict[str, dict[str, list[float]]]:
     """PSNR per subset, per camera (and "all"), one value per photo."""
     out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    from tqdm import tqdm
-
     for camera, clean_path, noisy_path in tqdm(pairs, desc="polyu_symmetries", unit="photo"):
         clean, noisy = read_image(clean_path)[0], read_image(noisy_path)[0]
         # the noise level (for models that take one) is estimated once, on the photo as it
@@ -63,9 +62,11 @@ def scores(model, pairs) -> dict[str, dict[str, list[float]]]:
 
 
 def table(result) -> str:
-    cameras = sorted(next(iter(result.values())), key=lambda c: (c == "all", c))
+    """Mean PSNR per subset (rows) and camera (columns, photo counts in the header)."""
+    counts = {c: len(v) for c, v in next(iter(result.values())).items()}
+    cameras = sorted(counts, key=lambda c: (c == "all", c))
     rows = [[name, *(f"{np.mean(result[name][c]):.2f}" for c in cameras)] for name in SUBSETS]
-    return markdown_table(["PolyU, mean PSNR (dB)", *(f"{c} ({len(result['single (x1)'][c])})" for c in cameras)], rows)
+    return markdown_table(["PolyU, mean PSNR (dB)", *(f"{c} ({counts[c]})" for c in cameras)], rows)
 
 
 def main(argv=None) -> int:
