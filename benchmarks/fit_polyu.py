@@ -3,8 +3,8 @@
 PolyU holds real noisy photos of 5 cameras, each with a clean reference (the mean of many
 shots of the static scene; pairs share a file name under ``clean/`` and ``noisy/``). Each
 camera's noisy photos stand for one user's folder: the model is fitted on them alone,
-self-supervised (:func:`denoise.training.fit.fit`, what ``denoise fit`` runs, with its
-defaults: pd objective, crops, batch, learning rate), and the clean references serve only
+from the noisy photos alone (:func:`denoise.training.fit.fit`, what ``denoise fit`` runs, with
+its defaults: crops, batch, learning rate; the objective of ``--self-mode``, default pseudo), and the clean references serve only
 to score the fitted model on those same noisy photos (PSNR of the output clipped to
 [0, 1], not quantised, mean over the camera's photos; "mean" is the mean over all photos).
 
@@ -95,7 +95,8 @@ def run_camera(camera: str, photos, budgets: list[float], args, base: torch.nn.M
     return out
 
 
-def report(results: dict[str, dict], budgets: list[float], command: str, seconds: float, model: str) -> str:
+def report(results: dict[str, dict], budgets: list[float], command: str, seconds: float, model: str,
+           mode: str = "pseudo") -> str:
     def mean(values):
         return sum(values) / len(values)
 
@@ -109,7 +110,7 @@ def report(results: dict[str, dict], budgets: list[float], command: str, seconds
                  *(f"{mean([v for r in results.values() for v in r['psnr'][b]]):.2f}" for b in budgets)])
     steps = [[camera, *(r["steps"][b] for b in budgets)] for camera, r in results.items()]
     intro = (f"`{command}` ({seconds / 60:.1f} min in all). Base model: `{model}`. Each camera's noisy "
-             "photos are fitted on alone (self-supervised, `denoise fit`'s defaults: pd objective, "
+             f"photos are fitted on alone (`denoise fit`'s defaults, {mode} objective, "
              f"crops {CROP}, batch {BATCH}, Adam at {LR:g}, batch-norm statistics frozen); the clean "
              "references only score the fitted model on those same photos. PSNR in dB of the output "
              "clipped to [0, 1]; *input*: the noisy photos themselves; budgets in cumulative CPU minutes "
@@ -154,7 +155,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "training run folder (default real-color)")
     p.add_argument("--minutes", type=budgets_arg, default=[0.0, 2.0, 5.0, 10.0], metavar="B,B,...",
                    help="cumulative CPU-minute budgets (default 0,2,5,10)")
-    p.add_argument("--self-mode", choices=("pd", "n2n"), default="pd", help="the objective (default pd)")
+    p.add_argument("--self-mode", choices=("pseudo", "pd", "n2n"), default="pseudo",
+                   help="the objective (default pseudo, as denoise fit)")
     p.add_argument("--data", type=Path, help="the PolyU folder (default: PolyU in the data folder)")
     p.add_argument("--every", type=int, default=1, help="use every N-th pair (default: all)")
     p.add_argument("--out", type=Path, help="report folder (default: benchmarks/results)")
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             f" {shlex.quote(a)}" for a in (sys.argv[1:] if argv is None else argv))
         plot(out / "fit_polyu.png", results, args.minutes)
         write_text(out / "fit_polyu.md", report(results, args.minutes, command, time.perf_counter() - start,
-                                                args.model))
+                                                args.model, args.self_mode))
     except DenoiseError as exc:
         print(f"fit_polyu: error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from denoise.io import read_image, write_image
 from denoise.metrics import psnr
 from denoise.models import create_model, get_entry
 from denoise.models.registry import save_weights
+from denoise.training import TrainConfig
 from denoise.training.trainer import Trainer
 from denoise.utils import write_json
 
@@ -71,7 +72,7 @@ def test_fit_writes_the_photos_saves_a_model_that_run_uses_and_resumes(photos, u
     folder, _ = photos
     out = tmp_path / "out"
     code, stdout, err = run(capsys, "fit", folder, "-o", out, "--mkdir", "--minutes", 0.03, "-m", "tiny",
-                            "--threads", 1, "-q")
+                            "--self-mode", "pd", "--threads", 1, "-q")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["p0.png", "p1.png", "p2.png", "p3.png"]
     run_dir = user_dir / "fits" / "fit-photos"
@@ -122,7 +123,7 @@ def test_fitting_improves_psnr_over_the_starting_model(photos, user_dir, monkeyp
     # a clock that advances 0.01 s per reading makes the time bound a fixed step count
     # (2 readings per step: 240 steps in 0.08 minutes), whatever the machine's load
     monkeypatch.setattr(Trainer, "clock", staticmethod(lambda: next(ticks) * 0.01))
-    result = denoise.fit(folder, minutes=0.08, model="tiny", name="mine", progress=False)
+    result = denoise.fit(folder, minutes=0.08, model="tiny", name="mine", self_mode="pd", progress=False)
     assert result.steps == result.new_steps == 240 and result.timed_out and result.name == "mine"
     noisy = {name: read_image(folder / name)[0] for name in clean}
     base = create_model("tiny")
@@ -183,3 +184,37 @@ def test_the_default_model_without_weights_names_the_model_option(photos, user_d
     code, _, err = run(capsys, "fit", photos[0], "-o", tmp_path / "out", "--mkdir")
     assert code == 2 and "real-color, has no weights" in err and "--model" in err and err.count("\n") == 1
     _nothing_written(user_dir, tmp_path)
+
+def test_the_pseudo_objective_trains_on_the_base_outputs_with_its_noise(photos, user_dir, tmp_path, capsys):
+    from denoise.training.fit import PSEUDO_NOISE, base_noise, fit_config, pseudo_clean, resolve_base
+
+    folder, clean = photos
+    noisy = [read_image(folder / name)[0][0] for name in sorted(clean)]
+    base = resolve_base("tiny", 3)
+    assert base_noise(base, 3) == PSEUDO_NOISE[3]  # tiny's card records no training noise
+    config = fit_config(base, channels=3, crop=32, out=tmp_path / "r", train_dir="x", minutes=1,
+                        self_mode="pseudo")
+    assert config.target == "clean" and config.noise == PSEUDO_NOISE[3] and config.loss == "l2_rel"
+    targets = pseudo_clean(config, noisy, 3)
+    with torch.no_grad():
+        assert all(torch.allclose(t, create_model("tiny")(x[None])[0].clamp(0, 1)) for t, x in zip(targets, noisy))
+    # a run folder's own noise spec is the one it was trained with
+    Trainer(TrainConfig(model="ffdnet", model_kwargs={"features": 8, "layers": 3, "blind": True},
+                        data="folder", train_dir=str(folder), noise="gaussian:10", crop=32, batch_size=2,
+                        steps=1, val_count=0, out=str(tmp_path / "run"), progress=False)).fit()
+    assert base_noise(resolve_base(str(tmp_path / "run"), 3), 3) == "gaussian:10"
+    code, _, err = run(capsys, "fit", folder, "-o", tmp_path / "out", "--mkdir", "-m", "tiny", "--minutes", 0.02,
+                       "--self-mode", "pseudo", "--threads", 1, "-q")
+    assert code == 0, err
+    card = json.loads((user_dir / "fit-photos.json").read_text())
+    assert card["targets"] == "clean" and card["noise"] == PSEUDO_NOISE[3] and "pseudo objective" in card["note"]
+    code, _, err = run(capsys, "fit", folder, "-o", tmp_path / "o2", "--mkdir", "--resume", "--self-mode", "pd")
+    assert code == 2 and "its objective is pseudo, not pd" in err and err.count("\n") == 1
+    # the default objective is pseudo; resuming it needs the base, which makes its targets
+    code, _, err = run(capsys, "fit", folder, "-o", tmp_path / "o3", "--mkdir", "--resume", "--minutes", 0.01, "-q")
+    assert code == 0, err
+    for suffix in (".safetensors", ".json"):
+        (user_dir / f"tiny{suffix}").unlink()
+    code, _, err = run(capsys, "fit", folder, "-o", tmp_path / "o4", "--mkdir", "--resume", "--minutes", 0.01)
+    assert code == 2 and "makes its clean images with its base, tiny" in err and err.count("\n") == 1
+    assert not (tmp_path / "o4").exists()

@@ -341,6 +341,43 @@ def test_init_widen_starts_a_wider_model_from_a_narrow_run(folder, tmp_path):
                             init_widen=True, model_kwargs=narrow["model_kwargs"]), 1)
 
 
+def test_init_deepen_starts_a_deeper_model_from_a_shallow_run(folder, tmp_path):
+    from denoise.errors import ModelError
+    from denoise.models.user import model_from_path
+    from denoise.training.build import build_model
+
+    shallow = {"features": 8, "layers": 4, "blind": True, "channels": 1}
+    Trainer(_config(folder, tmp_path / "shallow", steps=3, model="ffdnet", model_kwargs=shallow)).fit()
+    deep = {**shallow, "layers": 7}
+    cfg = _config(folder, tmp_path / "deep", steps=2, model="ffdnet", model_kwargs=deep,
+                  init=str(tmp_path / "shallow"), init_deepen=True)
+    trainer = Trainer(cfg)
+    new = trainer.model
+    old = model_from_path(str(tmp_path / "shallow"))[1].eval()
+    assert len(new.body) == len(old.body) + 9  # three conv+BN+ReLU blocks inserted
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        new.eval()
+        assert torch.allclose(old(x), new(x), atol=1e-5)  # the same function in inference
+        assert not torch.allclose(old(x), x, atol=1e-3)  # (which is not the identity)
+        new.train()
+    dirac = [m for m in new.body if isinstance(m, torch.nn.Conv2d)][2]  # the first inserted one
+    assert dirac.weight[:, :, 1, 1].diagonal().eq(1).all() and dirac.weight.abs().sum() == 8
+    assert trainer.fit().step == 2
+    # impossible combinations: one-line errors naming the problem
+    with pytest.raises(ModelError, match="not more than"):
+        build_model(_config(folder, tmp_path / "d2", model="ffdnet", model_kwargs=shallow,
+                            init=str(tmp_path / "shallow"), init_deepen=True), 1, trainer.data)
+    with pytest.raises(ModelError, match="widths differ"):
+        build_model(_config(folder, tmp_path / "d3", model="ffdnet", model_kwargs={**deep, "features": 12},
+                            init=str(tmp_path / "shallow"), init_deepen=True), 1, trainer.data)
+    with pytest.raises(InputError, match="--init-deepen needs --init"):
+        _config(folder, tmp_path / "d4", init_deepen=True).validate()
+    with pytest.raises(InputError, match="cannot be combined"):
+        _config(folder, tmp_path / "d5", init=str(tmp_path / "shallow"), init_deepen=True,
+                init_widen=True).validate()
+
+
 def test_every_shipped_training_config_parses_and_validates():
     from pathlib import Path
 

@@ -52,10 +52,11 @@ def register(sub) -> None:
                         f"{DEFAULT_BASE[3]} / {DEFAULT_BASE[1]} by the photos' channels)")
     p.add_argument("--name", default=None, metavar="NAME",
                    help="the name to save your model as (default: fit- and the folder's name)")
-    p.add_argument("--self-mode", choices=("pd", "n2n"), default=None,
-                   help="the self-supervised objective: pd (default), a blind spot on pixel-shuffle-"
-                        "downsampled photos, for camera noise, which demosaicing and processing "
-                        "correlate between neighbouring pixels; n2n (Neighbor2Neighbor), for "
+    p.add_argument("--self-mode", choices=("pd", "n2n", "pseudo"), default=None,
+                   help="the objective: pseudo (default), the base's own outputs as clean images with "
+                        "its training noise added afresh (adapts the base to your photos' content); the "
+                        "self-supervised pd, a blind spot on pixel-shuffle-downsampled photos, for "
+                        "correlated noise that no shipped model knows; n2n (Neighbor2Neighbor), for "
                         "pixel-independent noise only (on camera noise it keeps the correlated part)")
     p.add_argument("--resume", action="store_true",
                    help="continue the earlier fit of this --name (default name: from the folder) "

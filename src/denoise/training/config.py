@@ -28,6 +28,7 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     init: str | None = None
     init_widen: bool = False
+    init_deepen: bool = False
     # data: "folder" (clean images + noise), "pairs" (noisy pair images), "pkl" (EE-559 pairs),
     # "sr" (clean images -> bicubic low-resolution inputs, for a ``scale``-times upscaler)
     data: str = "folder"
@@ -149,6 +150,9 @@ class TrainConfig:
              "a --crop"),
             (self.zoom is None or 1 <= self.zoom <= 8, "--zoom must be a factor in [1, 8]"),
             (not self.init_widen or self.init is not None, "--init-widen needs --init (the weights to widen)"),
+            (not self.init_deepen or self.init is not None, "--init-deepen needs --init (the weights to deepen)"),
+            (not (self.init_deepen and self.init_widen), "--init-deepen and --init-widen cannot be combined; "
+             "widen and deepen in two runs"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -188,6 +192,10 @@ OPTION_HELP = {
     "init_widen": "embed narrower init weights in a wider model (model_kwargs features larger than the init's): "
                   "old channels keep their weights, new ones start with random incoming and zero outgoing "
                   "weights, so the wider model computes what the init did and then learns",
+    "init_deepen": "insert layers into a deeper conv+BN+ReLU chain (model_kwargs layers larger than the init's; "
+                   "FFDNet, DnCNN): each new layer starts as an identity (a Dirac convolution, and batch "
+                   "norm set from the statistics of its input on one training batch), so the deeper model "
+                   "computes what the init did and then learns",
     "data": "folder (clean images + noise), pairs (noisy pair images), pkl (EE-559 pair file) or sr "
             "(clean images, bicubic-downscaled inputs: super-resolution; crop is the low-resolution patch)",
     "scale": "upscaling factor 2, 3 or 4 (data=sr only)",

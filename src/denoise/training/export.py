@@ -83,7 +83,8 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
         "model_kwargs": model_kwargs,
         "channels": channels,
         "data": _describe_data(cfg),
-        **({"init": f"fine-tuned from {cfg.init}"} if cfg.init else {}),
+        **({"init": f"fine-tuned from {cfg.init}" + (" (widened)" if cfg.init_widen else "")
+            + (" (deepened)" if cfg.init_deepen else "")} if cfg.init else {}),
         "status": _status(cfg, step),
         "noise": _describe_noise(cfg),
         "noise_model": repr(parse_noise(cfg.noise)) if synthetic else None,

@@ -109,7 +109,7 @@ class Trainer:
         if model is None:
             with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
                 torch.manual_seed(config.seed)  # model initialisation
-                model = build_model(config, self.data.channels)
+                model = build_model(config, self.data.channels, self.data)
         self.model = model.to(self.device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
