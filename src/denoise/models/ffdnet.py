@@ -141,9 +141,10 @@ register_weights("ffdnet-gray", "ffdnet", channels=1, description=(
     "FFDNet, gray, trained with clean targets on Train400, Gaussian sigma 0-75 (noise-level map input)"))
 register_weights("ffdnet-color", "ffdnet", channels=3, description=(
     "FFDNet, color, trained with clean targets on CBSD432, Gaussian sigma 0-75 (noise-level map input)"))
-register_weights("real-color", "ffdnet", channels=3, features=64, layers=12, blind=True, description=(
-    "Real photos, color: blind FFDNet body (12 layers of 64 features at half resolution) trained with clean "
-    "targets on CBSD432 with camera noise (unprocessed Poisson-Gaussian raw noise, demosaicing, JPEG)"))
+register_weights("real-color", "ffdnet", channels=3, features=80, layers=12, blind=True, description=(
+    "Real photos, color: blind FFDNet body (12 layers of 80 features at half resolution) trained with clean "
+    "targets on CBSD432 with camera noise (unprocessed Poisson-Gaussian raw noise, demosaicing, in-camera "
+    "chroma noise reduction, tone curve, sharpening, JPEG), last on targets cleaned by an earlier stage"))
 register_weights("real-gray", "ffdnet", channels=1, features=64, layers=12, blind=True, description=(
     "Real photos, gray: blind FFDNet body (12 layers of 64 features at half resolution) trained with clean "
     "targets on CBSD432 turned gray after camera noise (demosaicing-correlated, JPEG)"))
