@@ -59,6 +59,7 @@ from torch import nn
 
 from ..errors import ImageReadError, InputError, ModelError
 from .config import TrainConfig
+from .pseudo import PSEUDO_NOISE, base_noise, pseudo_clean  # noqa: F401 - re-exported
 from .runlog import CHECKPOINT, CONFIG
 
 #: The base model by the photos' channel count (blind FFDNet bodies trained on camera noise).
@@ -67,10 +68,6 @@ DEFAULT_MINUTES = 5.0
 DEFAULT_SELF_MODE = "pseudo"
 #: The objectives of a fit: the self-supervised ones of :mod:`.selfsup`, and ``pseudo``.
 MODES = ("pd", "n2n", "pseudo")
-#: The ``pseudo`` objective's noise when the base does not record the camera noise it was
-#: trained with: the noise of the ``real-*`` models, by channel count.
-PSEUDO_NOISE = {3: "camera:shot=0.0001-0.05,q=80-100,corr=0-1.5,chroma=0-1,cblur=0-4,sharp=0-1,tone=0-1",
-                1: "camera:q=80-100,corr=0-1.5:mosaic"}
 #: Adam's (constant) learning rate: small, not to wipe out what the base knows.
 LR = 1e-4
 #: Side of the random training crops (pixels), and the batch size.
@@ -244,43 +241,6 @@ def fit_config(base: Base, *, channels: int, crop: int, out: str | Path, train_d
 def fit_mode(config: TrainConfig) -> str:
     """The objective of a fit's configuration: ``pseudo`` for a supervised one."""
     return "pseudo" if config.target == "clean" else config.self_mode
-
-
-def base_noise(base: Base, channels: int) -> str:
-    """The noise spec ``base`` was trained with, as its card or its run's configuration
-    records it, when it is one (not ``none``); else :data:`PSEUDO_NOISE` for ``channels``."""
-    import json
-
-    from ..models.registry import get_entry
-    from ..training.config import NO_NOISE
-
-    noise = None
-    try:
-        if base.init is None:
-            pass
-        elif Path(base.init).suffix == ".safetensors":
-            noise = json.loads(Path(base.init).with_suffix(".json").read_text()).get("noise")
-        elif Path(base.init).exists():
-            path = Path(base.init)
-            ckpt = torch.load(path / CHECKPOINT if path.is_dir() else path, map_location="cpu", weights_only=True)
-            noise = json.loads(ckpt["config"]).get("noise")
-        else:
-            noise = (get_entry(base.init).card() or {}).get("noise")
-    except (OSError, ValueError, KeyError, RuntimeError, ModelError):
-        noise = None
-    if not isinstance(noise, str) or noise in NO_NOISE:
-        return PSEUDO_NOISE[channels]
-    return noise
-
-
-@torch.no_grad()
-def pseudo_clean(config: TrainConfig, images: Sequence[torch.Tensor], channels: int) -> list[torch.Tensor]:
-    """The base's (``config.init``) outputs on ``images``: the clean images of a ``pseudo`` fit."""
-    from ..inference import restore
-    from .build import build_model
-
-    base = build_model(dataclasses.replace(config, init_deepen=False), channels).eval()
-    return [restore(x[None], base, device="cpu").output[0] for x in images]
 
 
 def fit_crop(images: Sequence[torch.Tensor]) -> int:
