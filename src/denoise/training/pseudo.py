@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import torch
 
@@ -16,17 +16,14 @@ from ..errors import ModelError
 from .config import TrainConfig
 from .runlog import CHECKPOINT
 
-if TYPE_CHECKING:
-    from .fit import Base
-
 #: The ``pseudo`` objective's noise when the base does not record the camera noise it was
 #: trained with: the noise of the ``real-*`` models, by channel count.
 PSEUDO_NOISE = {3: "camera:shot=0.0001-0.05,q=80-100,corr=0-1.5,chroma=0-1,cblur=0-4,sharp=0-1,tone=0-1",
                 1: "camera:q=80-100,corr=0-1.5:mosaic"}
 
 
-def base_noise(base: "Base", channels: int) -> str:
-    """The noise spec ``base`` was trained with, as its card or its run's configuration
+def base_noise(base, channels: int) -> str:
+    """The noise spec ``base`` (a :class:`~.fit.Base`) was trained with, as its card or its run's configuration
     records it, when it is one (not ``none``); else :data:`PSEUDO_NOISE` for ``channels``."""
     import json
 
