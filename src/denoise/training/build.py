@@ -205,17 +205,13 @@ def init_weights(model: nn.Module, source: str, *, what: str = "the model", wide
     weights, or a path (a .safetensors file with its card, a run folder, a checkpoint).
     With ``widen`` the weights may be narrower than ``model``'s (:func:`widen_state`).
     ModelError when they cannot be read or do not fit."""
-    from ..models.registry import create_model
-    from ..models.user import looks_like_path, model_from_path
-
     if widen:
         odd = sorted({type(m).__name__ for m in model.modules()
                       if isinstance(m, nn.modules.conv._ConvTransposeNd) or getattr(m, "groups", 1) != 1})
         if odd:
             raise ModelError(f"--init-widen handles convolution and linear layers whose weights are (out, in, ...); "
                              f"{what} has {', '.join(odd)}")
-    trained = model_from_path(source)[1] if looks_like_path(source) else create_model(source)
-    state = trained.state_dict()
+    state = _load_init(source).state_dict()
     try:
         if widen:
             state = widen_state(state, model.state_dict())
