@@ -75,3 +75,22 @@ def write_synthetic_folder(path: Path, count: int, size: int, seed: int) -> None
 def synthetic_folder():
     """:func:`write_synthetic_folder`, for tests that build a small data folder."""
     return write_synthetic_folder
+
+
+@pytest.fixture(scope="module")
+def tiny_sets(data_root, tmp_path_factory) -> tuple[Path, Path]:
+    """Two folders of two real images each (Set12 gray, CBSD68 color), cropped to 40 x 40:
+    the results report's test sets."""
+    from denoise.evaluation.bench import load_test_set
+    from denoise.io import write_image
+
+    folders = []
+    for source, name in (("Set12", "tinygray"), ("CBSD68", "tinycolor")):
+        if not (data_root / source).is_dir():
+            pytest.skip(f"{source} not found in {data_root}")
+        folder = tmp_path_factory.mktemp("sets") / name
+        folder.mkdir()
+        for stem, x in load_test_set(source, max_images=2)[1]:
+            write_image(folder / f"{stem}.png", x[..., :40, :40])
+        folders.append(folder)
+    return folders[0], folders[1]

@@ -16,7 +16,7 @@ from denoise import inference
 from denoise.cli.main import build_parser, main
 from denoise.cli.report import command_line
 from denoise.errors import InputError
-from denoise.evaluation.bench import NOISY, ImageScore, bench, load_test_set
+from denoise.evaluation.bench import NOISY, ImageScore, bench
 from denoise.evaluation.results import REFERENCES, Measured, Report, reference_label, run_report, shipped_models
 from denoise.evaluation.results_report import published_mean, to_markdown, write_report
 from denoise.evaluation.results_sr import shipped_sr_models
@@ -28,22 +28,6 @@ from denoise.models.registry import ModelEntry, get_entry
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SIDE = 40  # the tiny sets: the first two images of a real set, cropped to 40 x 40
-
-
-@pytest.fixture(scope="module")
-def tiny_sets(data_root, tmp_path_factory) -> tuple[Path, Path]:
-    """Two folders of two real images each (Set12 gray, CBSD68 color), cropped small."""
-    folders = []
-    for source, name in (("Set12", "tinygray"), ("CBSD68", "tinycolor")):
-        if not (data_root / source).is_dir():
-            pytest.skip(f"{source} not found in {data_root}")
-        folder = tmp_path_factory.mktemp("sets") / name
-        folder.mkdir()
-        for stem, x in load_test_set(source, max_images=2)[1]:
-            write_image(folder / f"{stem}.png", x[..., :SIDE, :SIDE])
-        folders.append(folder)
-    return folders[0], folders[1]
 
 
 def _report(tiny_sets, out: Path, *extra: str) -> int:
@@ -86,7 +70,9 @@ def test_quick_report_writes_results_md_json_and_figure(tiny_sets, tmp_path, cap
     assert [row["model"] for row in ranking["3"]] == ["dct"]
     for header in ("## Gray images: tinygray", "## Color images: tinycolor", "## Cost", "## Quality versus speed"):
         assert header in text
-    assert "| tinygray |  25 |   2 |" in text
+    psnr_table = text.split("PSNR (dB)", 1)[1].split("SSIM", 1)[0]
+    assert "| tinygray σ=25 |" in psnr_table and f"| {NOISY} (images: 2) " in psnr_table
+    assert "| n2n-unet-gray " in psnr_table and f"{rows[('tinygray', 'dct')]['psnr']:.2f}" in psnr_table
     assert "## Super-resolution" not in text and "sr" not in data and "sr_note" not in data  # --sr-sets none
     assert "--sr-sets none" in data["command"]
 
@@ -271,9 +257,12 @@ def test_default_without_a_usable_ranking_keeps_the_previous_rule(content, tmp_p
 
 
 def _measured(name: str, model: str, psnr: float, cpu: float, *, channels: int = 1,
-              reference: bool = False) -> Measured:
+              reference: bool = False, ceiling: float = 3.0) -> Measured:
+    """One image of 1 MP; ``ceiling``: the FFDNet architecture's CPU seconds for it, timed
+    in the same run."""
     score = ImageScore("a", psnr, 0.5, cpu, 1_000_000)
-    return Measured(name, 25.0, model, [score], channels=channels, reference=reference)
+    return Measured(name, 25.0, model, [score], channels=channels, reference=reference,
+                    ceiling_seconds=0.0 if reference else ceiling)
 
 
 def test_ranking_orders_by_psnr_and_says_who_may_be_default(tmp_path):

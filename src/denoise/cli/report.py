@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 
 from ..errors import InputError
 from .args import comma_list, paragraphs, positive_int, sigma_value
 
 _DEFAULT_OUT = "benchmarks/results"
 _NO_SR = "none"
+_CELLS = "cells"
 
 
 def sr_sets(text: str) -> list[str]:
@@ -79,6 +81,15 @@ def register(sub) -> None:
                    help="crops per timed training step (default 16)")
     p.add_argument("--train-crop", type=positive_int, default=RECIPE_CROP, metavar="N",
                    help=f"side of those crops (default {RECIPE_CROP})")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="folder of the cells (one model, one set, one sigma), written as they are "
+                        "measured and reused by a later run when the weights, images and protocol "
+                        "are unchanged; an interrupted run continues where it stopped (default "
+                        f"OUT/{_CELLS}; --quick: none)")
+    p.add_argument("--no-cache", action="store_true", help="measure every cell, keep none")
+    p.add_argument("--cached-only", action="store_true",
+                   help="write the report from the cached cells only, measuring nothing; the "
+                        "cells not finished are listed as missing")
     p.add_argument("--update-default", action="store_true",
                    help="also write the ranking that 'default' follows into the package "
                         "(refused with --quick)")
@@ -108,8 +119,21 @@ def command_line(args: argparse.Namespace) -> str:
     for flag, value, default in (("--train-steps", args.train_steps, 2), ("--train-batch", args.train_batch, 16),
                                  ("--train-crop", args.train_crop, RECIPE_CROP)):
         parts += [flag, str(value)] if value != default else []
+    parts += ["--cache", args.cache] if args.cache is not None else []
+    parts += ["--no-cache"] if args.no_cache else []
     parts += ["--update-default"] if args.update_default else []
     return shlex.join(parts)
+
+
+def cell_folder(args: argparse.Namespace) -> str | None:
+    """The cell folder of a run: --cache, else OUT/cells; none with --no-cache or --quick."""
+    if args.no_cache:
+        if args.cache is not None or args.cached_only:
+            raise InputError("--no-cache cannot go with --cache or --cached-only")
+        return None
+    if args.cache is not None:
+        return args.cache
+    return None if args.quick else str(Path(args.out) / _CELLS)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -120,6 +144,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.update_default and args.quick:
         raise InputError("--update-default needs the full sets: drop --quick")
+    cache = cell_folder(args)
+    if args.cached_only and cache is None:
+        raise InputError("--cached-only needs a cell folder: give --cache DIR")
     if args.train_steps < 0:
         raise InputError(f"--train-steps must be >= 0, got {args.train_steps}")
     report = run_report(args.sets, args.sigma, args.models, seed=args.seed,
@@ -127,7 +154,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                         train_steps=args.train_steps,
                         train_batch=args.train_batch, train_crop=args.train_crop,
                         progress=not args.quiet, command=command_line(args),
-                        sr_sets=args.sr_sets, sr_scales=args.sr_scales)
+                        sr_sets=args.sr_sets, sr_scales=args.sr_scales, cache=cache,
+                        measure=not args.cached_only)
     files = write_report(report, args.out)
     if args.update_default:
         files.append(write_ranking(report, inference.RANKING_FILE))
@@ -136,5 +164,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"best for {kind} images (may be default): {names[0] if names else 'none'}")
     if report.sr_note:
         print(f"super-resolution: {report.sr_note}")
+    if cache is not None:
+        print(f"cells in {cache}: {report.reused} reused" + (f", {len(report.missing)} not measured yet"
+                                                              if report.missing else ""))
     print("wrote " + ", ".join(str(f) for f in files))
     return 0

@@ -32,22 +32,24 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 import torch
-from torch import nn
 
 from ..errors import InputError, ModelError
-from ..inference import check_denoiser, parse_model_name, restore, supports_channels
-from .bench import (
-    NOISY,
-    PROTOCOL,
-    PUBLISHED,
-    WARM_UP_SIZE,
-    ImageScore,
-    SetResult,
-    add_noise,
-    load_test_set,
-    score_image,
-)
+from ..inference import check_denoiser, parse_model_name, supports_channels
+from .bench import NOISY, PROTOCOL, PUBLISHED, add_noise, load_test_set, score_image
 from .report import mean
+from .results_cells import (  # noqa: F401  (reference_model, timed_restore: public here too)
+    CEILING,
+    REFERENCES,
+    CellStore,
+    Measured,
+    cell_key,
+    images_digest,
+    measure_cell,
+    reference_label,
+    reference_model,
+    time_references,
+    timed_restore,
+)
 from .results_sr import SR_SCALES, SR_SETS, run_sr
 from .sr_bench import check_scales
 from .sr_report import SRBenchReport
@@ -58,13 +60,9 @@ DEFAULT_SETS = ("Set12", "BSD68", "CBSD68", "Kodak24")
 DEFAULT_SIGMAS = (15.0, 25.0, 50.0)
 #: The noise level of the ranking and of the figure.
 RANK_SIGMA = 25.0
-#: The classical baselines run beside the shipped models (when they can run here).
-CLASSICAL = ("dct", "bm3d")
-#: Cost references: label -> registered architecture; the label is also the method's
-#: name in the published tables.
-REFERENCES = {"FFDNet": "ffdnet", "DnCNN": "dncnn"}
-#: The reference every cost is compared with (the issue's cost bar: at most its CPU time).
-CEILING = "FFDNet"
+#: The classical baselines run beside the shipped models (when they can run here): the
+#: DCT, the scikit-image ones, then BM3D (the slowest, last).
+CLASSICAL = ("dct", "wavelet", "tv", "nlm", "bm3d")
 #: Images per set with ``--quick``.
 QUICK_IMAGES = 2
 #: The training step (the DnCNN paper's batch and crop) the measured training cost is scaled to.
@@ -73,34 +71,19 @@ RECIPE_BATCH, RECIPE_CROP = 128, 50
 RESULTS_MD, RESULTS_JSON, FIGURE = "RESULTS.md", "results.json", "quality_speed.png"
 
 
-def reference_label(label: str) -> str:
-    """How a cost reference is shown: ``"FFDNet arch."``."""
-    return f"{label} arch."
-
-
 def shipped_models() -> list[str]:
-    """The denoisers whose weights ship with the package, then the classical baselines
-    of :data:`CLASSICAL` that can run here (no super-resolution model: see
-    :func:`.results_sr.shipped_sr_models`)."""
+    """The denoisers whose weights ship with the package (single pass), the classical
+    baselines of :data:`CLASSICAL` that can run here but BM3D, the shipped denoisers'
+    self-ensembles (``+x8``), then BM3D (no super-resolution model: see
+    :func:`.results_sr.shipped_sr_models`). Cheap first: an interrupted run (the cells are
+    kept, see :mod:`.results_cells`) has the most rows done."""
     from ..models.registry import get_entry, list_models
 
     learned = [e.name for e in list_models(user=False)
                if e.kind == "learned" and e.pretrained and e.scale == 1 and e.available()]
-    return learned + [name for name in CLASSICAL if get_entry(name, user=False).available()]
-
-
-@dataclass
-class Measured(SetResult):
-    """One model on one set at one noise level; image seconds are CPU seconds."""
-
-    channels: int = 1
-    wall_seconds: float = 0.0
-    reference: bool = False  # a published architecture with random weights: timed only
-
-    def to_dict(self) -> dict:
-        return {**super().to_dict(), "channels": self.channels, "cpu_seconds": self.seconds,
-                "cpu_s_per_mp": self.sec_per_mp, "wall_seconds": self.wall_seconds,
-                "reference": self.reference}
+    classical = [name for name in CLASSICAL if get_entry(name, user=False).available()]
+    slowest = [name for name in classical if name == "bm3d"]
+    return [*learned, *(c for c in classical if c not in slowest), *(n + "+x8" for n in learned), *slowest]
 
 
 @dataclass
@@ -147,6 +130,9 @@ class Report:
     machine: dict = field(default_factory=dict)
     sr: SRBenchReport | None = None  # the super-resolution part (None: not run)
     sr_note: str = ""  # why (part of) it was not run
+    cache: str = ""  # the cell folder (see results_cells), "" when none
+    reused: int = 0  # cells taken whole from the cache (measured by earlier runs)
+    missing: list[str] = field(default_factory=list)  # cells not measured (--cached-only)
 
     @property
     def rank_sigma(self) -> float:
@@ -175,12 +161,22 @@ class Report:
         seconds = sum(r.wall_seconds if wall else r.seconds for r in runs)
         return seconds / mp if mp else math.nan
 
+    def ratio(self, model: str, channels: int) -> float:
+        """``model``'s CPU time over the FFDNet architecture's for the same pixels, each
+        image against the architecture timed in the run that measured it; for a
+        reference, its cost over the FFDNet architecture's."""
+        runs = [r for r in self.results if r.model == model and r.channels == channels]
+        if not runs:
+            return self.cost(model, channels) / self.cost(reference_label(CEILING), channels)
+        ceiling = sum(r.ceiling_seconds for r in runs)
+        return sum(r.seconds for r in runs) / ceiling if ceiling > 0 else math.nan
+
     def ranking(self) -> dict[int, list[dict]]:
         """Per channel count, every model run on all its sets, best mean PSNR first, with
         its cost and whether it may be ``default`` (``why_not`` says why it may not)."""
         out = {}
         for channels in self.groups():
-            sets, ceiling = self.group_sets(channels), self.cost(reference_label(CEILING), channels)
+            sets = self.group_sets(channels)
             rows = []
             for model in self.models(channels):
                 runs = [self.find(name, self.rank_sigma, model) for name in sets]
@@ -189,7 +185,7 @@ class Report:
                 cost = self.cost(model, channels)
                 rows.append({"model": model, "psnr": mean(r.psnr for r in runs),
                              "ssim": mean(r.ssim for r in runs), "cpu_s_per_mp": cost,
-                             "vs_ffdnet": cost / ceiling, "why_not": _why_not(model)})
+                             "vs_ffdnet": self.ratio(model, channels), "why_not": _why_not(model)})
             rows.sort(key=lambda row: -row["psnr"])
             out[channels] = [{**row, "eligible": not row["why_not"]} for row in rows]
         return out
@@ -209,6 +205,7 @@ class Report:
                 "ranking": {str(c): rows for c, rows in self.ranking().items()},
                 "published_psnr": {f"{name} / {s:g}": PUBLISHED[(name, int(s))] for name in self.sets
                                    for s in self.sigmas if s.is_integer() and (name, int(s)) in PUBLISHED},
+                "cache": self.cache, "cells_reused": self.reused, "cells_missing": self.missing,
                 **sr, **({"sr_note": self.sr_note} if self.sr_note else {})}
 
 
@@ -238,26 +235,6 @@ def machine(threads: int) -> dict:
     return {"description": hardware_description("cpu", threads), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform()}
-
-
-def reference_model(label: str, channels: int, seed: int = 0) -> nn.Module:
-    """The published architecture ``label`` for ``channels`` channels, with seeded random
-    initial weights (no weights loaded), in eval mode."""
-    from ..models.registry import create_model
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return create_model(REFERENCES[label], pretrained=False, channels=channels)
-
-
-def timed_restore(model: str | nn.Module, noisy: torch.Tensor, level) -> tuple[torch.Tensor, float, float]:
-    """``(clipped output, CPU seconds, wall seconds)`` of one forward pass, untiled, on the
-    CPU, after an untimed warm-up on a crop."""
-    restore(noisy[..., :WARM_UP_SIZE, :WARM_UP_SIZE], model, level, tile=None, device="cpu",
-            warn_ignored_sigma=False)
-    start = time.process_time()
-    result = restore(noisy, model, level, tile=None, device="cpu", warn_ignored_sigma=False)
-    return result.output, time.process_time() - start, result.seconds
 
 
 def train_cost(label: str, channels: int, *, batch: int, crop: int, steps: int, seed: int = 0) -> TrainCost:
@@ -313,8 +290,9 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
                models: Sequence[str] | None = None, *, seed: int = 0, max_images: int | None = None,
                threads: int = 1, train_steps: int = 2, train_batch: int = 16, train_crop: int = RECIPE_CROP,
                progress: bool = True, command: str = "", sr_sets: Sequence[str] = SR_SETS,
-               sr_scales: Sequence[int] = SR_SCALES) -> Report:
-    """Measure the report (see the module docstring); nothing is written.
+               sr_scales: Sequence[int] = SR_SCALES, cache: str | None = None,
+               measure: bool = True) -> Report:
+    """Measure the report (see the module docstring); only the cells are written.
 
     Args:
         sets: test sets (names under the data root, or folders).
@@ -329,6 +307,10 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
         sr_sets: super-resolution test sets (names under ``<data root>/SR_LR``, or folders
             holding ``HR/xS`` and ``LR/xS``); empty: no SR part. A set not found is a note.
         sr_scales: the SR scales (2, 3, 4); ``max_images`` limits the SR sets too.
+        cache: a folder of cells (:mod:`.results_cells`): finished cells there are reused,
+            unfinished ones continued, new ones written as they progress; None: none.
+        measure: False builds the report from the cached cells only: nothing is run (no
+            training cost, no SR part) and the cells not finished are listed as missing.
     """
     from tqdm.auto import tqdm
 
@@ -339,70 +321,74 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
         raise InputError("training cost: steps >= 0, batch >= 1 and crop >= 8 pixels")
     if sr_sets and not sr_scales:
         raise InputError("the super-resolution part needs at least one scale (or no SR sets)")
+    if not measure and cache is None:
+        raise InputError("a report from cached cells needs the cell folder")
     sr_scales = check_scales(sr_scales)
-    loaded = _load(sets, max_images)
+    store = CellStore(cache)
+    run = datetime.now(timezone.utc).isoformat(timespec="seconds") + f"/{os.getpid()}"
+    loaded = [(label, images, c, _plan(store, label, images, c, sigmas, models, seed))
+              for label, images, c in _load(sets, max_images)]
     ref_sigma = RANK_SIGMA if RANK_SIGMA in sigmas else sigmas[0]
-    groups = sorted({c for _, _, c in loaded})
-    total = sum(len(images) * (len(sigmas) * sum(supports_channels(m, c) for m in models) + len(REFERENCES))
-                for _, images, c in loaded) + (len(groups) * len(REFERENCES) if train_steps else 0)
+    groups = sorted({c for _, _, c, _ in loaded})
+    busy = {label for label, _, _, plan in loaded if any(not done for *_, done in plan)} if measure else set()
+    train_steps = train_steps if measure else 0
+    total = sum(len(images) - (len(cell.images) if cell else 0)
+                for _, images, _, plan in loaded for _, _, cell, done in plan if measure and not done)
+    total += sum(len(images) * len(REFERENCES) for label, images, _, _ in loaded if label in busy)
+    total += len(groups) * len(REFERENCES) if train_steps else 0
     results: list[Measured] = []
     references: list[Measured] = []
     training: list[TrainCost] = []
+    reused, missing = 0, []
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with tqdm(total=total, desc="report", unit="run", disable=None if progress else True) as bar:
-            for label, images, channels in loaded:
+            for label, images, channels, plan in loaded:
+                if label in busy:
+                    refs = time_references(label, images, channels, ref_sigma, seed, bar)
+                    store.save_references(label, refs, run)
+                else:
+                    refs = store.load_references(label)
+                references += refs
+                ceiling = next((r.sec_per_mp for r in refs if r.model == reference_label(CEILING)), math.nan)
                 for sigma in sigmas:
-                    results += _measure_set(label, images, channels, sigma, models, seed, bar)
-                references += _time_references(label, images, channels, ref_sigma, seed, bar)
+                    noisy = [add_noise(x, sigma, seed, i) for i, (_, x) in enumerate(images)]
+                    results.append(Measured(label, sigma, NOISY, [score_image(name, y, x, 0.0) for (name, x), (y, _)
+                                                                  in zip(images, noisy)], channels=channels))
+                    for key, _, cell, done in (p for p in plan if p[1] == sigma):
+                        if done:
+                            results.append(cell)
+                            reused += 1
+                        elif measure:
+                            bar.set_postfix_str(f"{label} σ={sigma:g} {key['model']}")
+                            results.append(measure_cell(store, key, cell, images, noisy, ceiling, run, bar))
+                        else:
+                            done_images = f" ({len(cell.images)} of {len(images)} images)" if cell else ""
+                            missing.append(f"{key['model']} on {label} at σ={sigma:g}{done_images}")
             for channels in groups if train_steps else []:
                 for ref in REFERENCES:
                     bar.set_postfix_str(f"training step {ref} {channels} ch")
                     training.append(train_cost(ref, channels, batch=train_batch, crop=train_crop,
                                                steps=train_steps, seed=seed))
                     bar.update()
-        sr, sr_note = run_sr(sr_sets, sr_scales, max_images=max_images, progress=progress)
+        sr, sr_note = (run_sr(sr_sets, sr_scales, max_images=max_images, progress=progress) if measure
+                       else (None, "not run (a report from cached cells)" if sr_sets else ""))
     finally:
         torch.set_num_threads(old_threads)
-    return Report(results, references, training, {label: c for label, _, c in loaded}, sigmas, seed,
+    return Report(results, references, training, {label: c for label, _, c, _ in loaded}, sigmas, seed,
                   threads, command, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  machine(threads), sr, sr_note)
+                  machine(threads), sr, sr_note, str(cache) if cache is not None else "", reused, missing)
 
 
-def _measure_set(label: str, images: list, channels: int, sigma: float, models: Sequence[str],
-                 seed: int, bar) -> list[Measured]:
-    """The noisy input and every model that takes ``channels`` channels on one set."""
-    noisy = [add_noise(x, sigma, seed, i) for i, (_, x) in enumerate(images)]
-    out = [Measured(label, sigma, NOISY, [score_image(name, y, x, 0.0) for (name, x), (y, _)
-                                          in zip(images, noisy)], channels=channels)]
-    for model in models:
-        if not supports_channels(model, channels):
-            continue
-        bar.set_postfix_str(f"{label} σ={sigma:g} {model}")
-        result = Measured(label, sigma, model, channels=channels)
-        for (name, clean), (y, level) in zip(images, noisy):
-            output, cpu, wall = timed_restore(model, y, level)
-            result.images.append(score_image(name, output, clean, cpu))
-            result.wall_seconds += wall
-            bar.update()
-        out.append(result)
-    return out
-
-
-def _time_references(label: str, images: list, channels: int, sigma: float, seed: int,
-                     bar) -> list[Measured]:
-    """The published architectures (random weights) timed on the set's noisy images."""
-    noisy = [add_noise(x, sigma, seed, i) for i, (_, x) in enumerate(images)]
-    out = []
-    for ref in REFERENCES:
-        bar.set_postfix_str(f"{label} {reference_label(ref)} (random weights)")
-        net = reference_model(ref, channels, seed)
-        result = Measured(label, sigma, reference_label(ref), channels=channels, reference=True)
-        for (name, clean), (y, level) in zip(images, noisy):
-            _, cpu, wall = timed_restore(net, y, level)
-            result.images.append(ImageScore(name, math.nan, math.nan, cpu, clean.shape[-2] * clean.shape[-1]))
-            result.wall_seconds += wall
-            bar.update()
-        out.append(result)
-    return out
+def _plan(store: CellStore, label: str, images: list, channels: int, sigmas: Sequence[float],
+          models: Sequence[str], seed: int) -> list[tuple[dict, float, Measured | None, bool]]:
+    """``(key, sigma, cached cell or None, finished)`` of every cell of one set."""
+    images_id = images_digest(images)
+    plan = []
+    for sigma in sigmas:
+        for model in models:
+            if supports_channels(model, channels):
+                key = cell_key(model, label, images_id, sigma, seed)
+                plan.append((key, sigma, *store.load(key)))
+    return plan
