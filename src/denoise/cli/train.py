@@ -133,11 +133,18 @@ def run_train(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from ..training import export_weights
 
-    path = export_weights(args.run_dir, args.name, weights_dir=args.out, command=args.command,
-                          note=args.note, overwrite=args.force)
-    import json
+    if args.precise_bn < 0:
+        from ..errors import InputError
 
-    scale = json.loads(path.with_suffix(".json").read_text()).get("model_kwargs", {}).get("scale")
+        raise InputError(f"--precise-bn must be >= 0 batches, got {args.precise_bn}")
+    path = export_weights(args.run_dir, args.name, weights_dir=args.out, command=args.command,
+                          note=args.note, overwrite=args.force, precise_bn=args.precise_bn)
+    card = json.loads(path.with_suffix(".json").read_text())
+    bn = card.get("bn_statistics")
+    if bn and bn["validation_psnr_before"] is not None:
+        print(f"batch-norm statistics over {bn['batches']} batches: validation PSNR "
+              f"{bn['validation_psnr_before']:.2f} -> {bn['validation_psnr_after']:.2f} dB")
+    scale = card.get("model_kwargs", {}).get("scale")
     use = f"upscale IMAGE --scale {scale}" if scale else "run IMAGE"
     print(f"wrote {path} and {path.with_suffix('.json').name}; use it with: "
           f"denoise {use} -o OUT -m {args.name if args.out is None else path}")
@@ -166,4 +173,9 @@ def register(subparsers) -> None:
                    "(default: the run's command.txt)")
     e.add_argument("--note", default=None, help="free text for the model card's 'note' (for "
                    "instance the learning-rate history of a run resumed with other step counts)")
+    e.add_argument("--precise-bn", type=int, default=0, metavar="N",
+                   help="recompute the batch-norm statistics as the mean over N batches of the "
+                        "run's training data (its images must be where the run found them); "
+                        "the card records it with the validation PSNR before and after (default "
+                        "0: keep the running averages of training)")
     e.set_defaults(func=run_export)

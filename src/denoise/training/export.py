@@ -16,6 +16,9 @@ from .runlog import CHECKPOINT
 
 # --------------------------------------------------------------------------- export
 
+#: The seed of the batches drawn for precise batch-norm statistics (not the run's own).
+PRECISE_BN_SEED = 1
+
 
 def hardware_description(device: str = "cpu", threads: int | None = None) -> str:
     """A one-line description of the machine a run used."""
@@ -31,7 +34,8 @@ def hardware_description(device: str = "cpu", threads: int | None = None) -> str
 
 
 def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | None = None,
-                   command: str | None = None, note: str | None = None, overwrite: bool = False) -> Path:
+                   command: str | None = None, note: str | None = None, overwrite: bool = False,
+                   precise_bn: int = 0) -> Path:
     """Turn a run's checkpoint into ``NAME.safetensors`` + ``NAME.json`` (model card).
 
     The files go to ``weights_dir``, by default the user model folder
@@ -40,7 +44,9 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
     folder, and existing files are replaced only with ``overwrite``. ``command`` is the
     exact command that reproduces the run (default: the one saved in the run folder's
     ``command.txt``); ``note``, free text kept in the card (for instance how the run was
-    extended). Returns the weights path.
+    extended). ``precise_bn`` > 0 recomputes the batch-norm statistics as the mean over
+    that many batches of the run's training data (:mod:`.precise_bn`; the card records
+    it, with the validation PSNR before and after). Returns the weights path.
     """
     from ..models.registry import save_weights
     from ..models.user import user_models_dir
@@ -75,7 +81,11 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
 
     # the card's model_kwargs rebuild the trained model: an upscaler's scale goes in them
     model_kwargs = {**cfg.model_kwargs, **({"scale": cfg.scale} if cfg.scale else {})}
-    channels = int(build_fitting(get_entry(cfg.model), model_kwargs, state, what=str(path)).channels)
+    model = build_fitting(get_entry(cfg.model), model_kwargs, state, what=str(path))
+    channels = int(model.channels)
+    bn_statistics = _precise_state(cfg, model, precise_bn) if precise_bn else None
+    if bn_statistics is not None:
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
     synthetic = cfg.data == "folder" and cfg.noise not in NO_NOISE
     card = {
         "name": name,
@@ -102,6 +112,8 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
         "reproduce": command,
         "torch": torch.__version__,
     }
+    if bn_statistics is not None:
+        card["bn_statistics"] = bn_statistics
     if note:
         card["note"] = note
     weights = out_dir / f"{name}.safetensors"
@@ -109,6 +121,21 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
                  overwrite=overwrite)
     write_json(out_dir / f"{name}.json", card, sort_keys=True, overwrite=True)
     return weights
+
+
+def _precise_state(cfg: TrainConfig, model, batches: int) -> dict:
+    """Recompute ``model``'s batch-norm statistics on the run's training data (in place);
+    returns what the card records."""
+    from .build import build_data
+    from .precise_bn import precise_bn, validation_psnr
+
+    data = build_data(cfg)
+    before = validation_psnr(model, data)
+    precise_bn(model, data, batches, batch_size=cfg.batch_size, seed=PRECISE_BN_SEED, progress=True)
+    after = validation_psnr(model, data)
+    return {"method": "precise: the running statistics replaced by the exact mean over training "
+                      "batches (weights unchanged)", "batches": batches, "batch_size": cfg.batch_size,
+            "seed": PRECISE_BN_SEED, "validation_psnr_before": before, "validation_psnr_after": after}
 
 
 def check_model_name(name: str, out_dir: Path) -> None:
