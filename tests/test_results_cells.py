@@ -20,8 +20,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run(tiny_sets, cache: Path, models=("dct",), **kw) -> Report:
-    return run_report([str(p) for p in tiny_sets], [25], list(models), train_steps=0, progress=False,
-                      sr_sets=[], cache=str(cache), **kw)
+    kw = {"train_steps": 0, **kw}
+    return run_report([str(p) for p in tiny_sets], [25], list(models), progress=False, sr_sets=[],
+                      cache=str(cache), **kw)
 
 
 def _count_runs(monkeypatch) -> list[str]:
@@ -95,7 +96,7 @@ def test_fingerprints_follow_the_weights_and_the_code():
 
 def test_report_from_cached_cells_only_lists_what_is_missing(tiny_sets, tmp_path, capsys):
     out, cache = tmp_path / "report", tmp_path / "cells"
-    _run(tiny_sets, cache)  # dct only
+    _run(tiny_sets, cache, train_steps=1, train_batch=1, train_crop=16)  # dct only
     args = ["report", "--sets", ",".join(str(p) for p in tiny_sets), "--sigma", "25", "--out", str(out),
             "--models", "dct,n2n-unet-gray", "--sr-sets", "none", "-q", "--cache", str(cache), "--cached-only"]
     assert main(args) == 0
@@ -103,6 +104,7 @@ def test_report_from_cached_cells_only_lists_what_is_missing(tiny_sets, tmp_path
     text = (out / "RESULTS.md").read_text()
     assert "## Not measured yet\n\n- n2n-unet-gray on tinygray at σ=25" in text
     assert "2 of the 2 cells below were measured by earlier runs" in text
+    assert "## Training cost per step" in text  # kept from the run that measured it
     assert not (cache / "n2n-unet-gray").exists()  # nothing measured
     data = json.loads((out / "results.json").read_text())
     assert data["cells_missing"] == ["n2n-unet-gray on tinygray at σ=25"] and data["cells_reused"] == 2

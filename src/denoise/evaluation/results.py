@@ -372,6 +372,11 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
                     training.append(train_cost(ref, channels, batch=train_batch, crop=train_crop,
                                                steps=train_steps, seed=seed))
                     bar.update()
+            if training:
+                store.save_training([t.to_dict() for t in training], run)
+            elif not measure:  # the training cost of the run that last measured it
+                training = [TrainCost(d["architecture"], d["channels"], d["batch"], d["crop"], d["steps"],
+                                      d["cpu_seconds"]) for d in store.load_training()]
         sr, sr_note = (run_sr(sr_sets, sr_scales, max_images=max_images, progress=progress) if measure
                        else (None, "not run (a report from cached cells)" if sr_sets else ""))
     finally:

@@ -224,6 +224,20 @@ class CellStore:
             return []
 
 
+    def save_training(self, rows: list[dict], run: str) -> None:
+        """The training cost of the reference architectures, measured in run ``run``."""
+        if self.root is not None:
+            _write(self.root / REFERENCE_DIR / "training.json", {"run": run, "training_cost": rows})
+
+    def load_training(self) -> list[dict]:
+        if self.root is None:
+            return []
+        try:
+            return list(json.loads((self.root / REFERENCE_DIR / "training.json").read_text())["training_cost"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
+
 def time_references(label: str, images: list, channels: int, sigma: float, seed: int,
                     bar) -> list[Measured]:
     """The published architectures (random weights) timed on the set's noisy images."""
