@@ -344,6 +344,7 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
     torch.set_num_threads(threads)
     try:
         with tqdm(total=total, desc="report", unit="run", disable=None if progress else True) as bar:
+            ceilings = {}
             for label, images, channels, plan in loaded:
                 if label in busy:
                     refs = time_references(label, images, channels, ref_sigma, seed, bar)
@@ -351,21 +352,25 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
                 else:
                     refs = store.load_references(label)
                 references += refs
-                ceiling = next((r.sec_per_mp for r in refs if r.model == reference_label(CEILING)), math.nan)
+                ceilings[label] = next((r.sec_per_mp for r in refs if r.model == reference_label(CEILING)), math.nan)
                 for sigma in sigmas:
                     noisy = [add_noise(x, sigma, seed, i) for i, (_, x) in enumerate(images)]
                     results.append(Measured(label, sigma, NOISY, [score_image(name, y, x, 0.0) for (name, x), (y, _)
                                                                   in zip(images, noisy)], channels=channels))
-                    for key, _, cell, done in (p for p in plan if p[1] == sigma):
+            # model by model (the cheap ones first, see shipped_models), then set by set
+            for model in models:
+                for label, images, channels, plan in loaded:
+                    for key, sigma, cell, done in (p for p in plan if p[0]["model"] == model):
                         if done:
                             results.append(cell)
                             reused += 1
                         elif measure:
-                            bar.set_postfix_str(f"{label} σ={sigma:g} {key['model']}")
-                            results.append(measure_cell(store, key, cell, images, noisy, ceiling, run, bar))
+                            bar.set_postfix_str(f"{label} σ={sigma:g} {model}")
+                            noisy = [add_noise(x, sigma, seed, i) for i, (_, x) in enumerate(images)]
+                            results.append(measure_cell(store, key, cell, images, noisy, ceilings[label], run, bar))
                         else:
                             done_images = f" ({len(cell.images)} of {len(images)} images)" if cell else ""
-                            missing.append(f"{key['model']} on {label} at σ={sigma:g}{done_images}")
+                            missing.append(f"{model} on {label} at σ={sigma:g}{done_images}")
             for channels in groups if train_steps else []:
                 for ref in REFERENCES:
                     bar.set_postfix_str(f"training step {ref} {channels} ch")
