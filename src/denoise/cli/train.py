@@ -133,10 +133,6 @@ def run_train(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from ..training import export_weights
 
-    if args.precise_bn < 0:
-        from ..errors import InputError
-
-        raise InputError(f"--precise-bn must be >= 0 batches, got {args.precise_bn}")
     path = export_weights(args.run_dir, args.name, weights_dir=args.out, command=args.command,
                           note=args.note, overwrite=args.force, precise_bn=args.precise_bn)
     card = json.loads(path.with_suffix(".json").read_text())

@@ -52,6 +52,8 @@ def export_weights(run_dir: str | Path, name: str, *, weights_dir: str | Path | 
     from ..models.user import user_models_dir
     from ..noise import parse_noise
 
+    if precise_bn < 0:
+        raise InputError(f"--precise-bn must be >= 0 batches, got {precise_bn}")
     out_dir = Path(weights_dir) if weights_dir is not None else user_models_dir()
     check_model_name(name, out_dir)
     existing = [p for p in (out_dir / f"{name}.safetensors", out_dir / f"{name}.json") if p.exists()]
