@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Sequence
@@ -325,7 +326,7 @@ def run_report(sets: Sequence[str] = DEFAULT_SETS, sigmas: Sequence[float] = DEF
         raise InputError("a report from cached cells needs the cell folder")
     sr_scales = check_scales(sr_scales)
     store = CellStore(cache)
-    run = datetime.now(timezone.utc).isoformat(timespec="seconds") + f"/{os.getpid()}"
+    run = datetime.now(timezone.utc).isoformat(timespec="seconds") + f"/{uuid.uuid4().hex[:8]}"  # unique per run
     loaded = [(label, images, c, _plan(store, label, images, c, sigmas, models, seed))
               for label, images, c in _load(sets, max_images)]
     ref_sigma = RANK_SIGMA if RANK_SIGMA in sigmas else sigmas[0]
