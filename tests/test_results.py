@@ -64,6 +64,18 @@ def test_quick_report_writes_results_md_json_and_figure(tiny_sets, tmp_path, cap
     assert len(data["training_cost"]) == 4 and all(t["cpu_s_per_mp"] > 0 for t in data["training_cost"])
     for label in REFERENCES:
         assert any(line.startswith(f"| {reference_label(label)} (random weights) ") for line in text.splitlines())
+    # the README's model table: PSNR at sigma 25 per set, cost ratio per channel count
+    table = (out / "models_table.md").read_text().splitlines()
+    assert table[0] == "| model | tinygray | tinycolor | cost × FFDNet arch. (gray / color) |"
+
+    def ratio(key):
+        return f"{rows[key]['cpu_seconds'] / rows[key]['ceiling_cpu_seconds']:.2f}"
+
+    unet = ("tinygray", "n2n-unet-gray")
+    assert table[2:] == [
+        f"| `dct` | {rows[('tinygray', 'dct')]['psnr']:.2f} | {rows[('tinycolor', 'dct')]['psnr']:.2f} "
+        f"| {ratio(('tinygray', 'dct'))} / {ratio(('tinycolor', 'dct'))} |",
+        f"| `n2n-unet-gray` | {rows[unet]['psnr']:.2f} | – | {ratio(unet)} / – |"]
     ranking = data["ranking"]
     assert [row["model"] for row in ranking["1"]] == sorted(
         ["dct", "n2n-unet-gray"], key=lambda m: -rows[("tinygray", m)]["psnr"])
@@ -314,3 +326,19 @@ def test_dncnn_recipe_configs_build_the_published_architecture(name, channels, l
         torch.nn.init.normal_(convs[-1].weight, std=0.01)
         torch.testing.assert_close(model(x), x + model.body(x))  # residual: input + predicted noise
     assert f"denoise train --config configs/{name}.json" in json.loads((CONFIGS / f"{name}.json").read_text())["_comment"]
+
+
+def test_readme_model_table_is_the_reports():
+    """The README's model table is benchmarks/results/models_table.md, written by the same
+    `denoise report` run as RESULTS.md (so it cannot drift from the measured cells)."""
+    root = Path(__file__).resolve().parents[1]
+    table = (root / "benchmarks" / "results" / "models_table.md").read_text()
+    assert table.startswith("| model | Set12 | BSD68 | CBSD68 | Kodak24 |")
+    assert table in (root / "README.md").read_text()
+    data = json.loads((root / "benchmarks" / "results" / "results.json").read_text())
+    psnr = {(r["set"], r["model"]): r["psnr"] for r in data["results"] if r["sigma"] == 25}
+    for line in table.splitlines()[2:]:
+        model, *cells = [c.strip(" `") for c in line.strip("|").split("|")]
+        for name, cell in zip(["Set12", "BSD68", "CBSD68", "Kodak24"], cells):
+            expected = psnr.get((name, model))
+            assert cell == ("–" if expected is None else f"{expected:.2f}"), (model, name)

@@ -26,6 +26,8 @@ from .results import (
 from .sr_report import SR_PROTOCOL
 
 _KIND = {1: "gray", 3: "color"}
+#: The README's model table (:func:`models_table`), written beside RESULTS.md.
+MODELS_TABLE = "models_table.md"
 
 
 def _psnr(value: float) -> str:
@@ -247,9 +249,28 @@ def quality_speed_figure(report: Report, path: str | Path, dpi: int = 100) -> Pa
     return Path(path)
 
 
+def models_table(report: Report) -> str:
+    """The README's model table: PSNR at the ranking sigma (single pass) per set, and the
+    cost over the FFDNet architecture per channel count; one row per model."""
+    names = list(report.sets)
+    kinds = " / ".join(_KIND.get(c, str(c)) for c in report.groups())
+    lines = [f"| model | {' | '.join(names)} | cost × {CEILING} arch. ({kinds}) |",
+             "|---|" + "---:|" * (len(names) + 1)]
+    for model in report.models():
+        if model.endswith("+x8"):
+            continue
+        found = [report.find(name, report.rank_sigma, model) for name in names]
+        psnr = [_psnr(r.psnr) if r and r.images else "–" for r in found]
+        ratios = [report.ratio(model, c) if report.models(c).count(model) else math.nan for c in report.groups()]
+        cost = " / ".join("–" if math.isnan(v) else f"{v:.2f}" for v in ratios)
+        lines.append(f"| `{model}` | {' | '.join(psnr)} | {cost} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(report: Report, out: str | Path) -> list[Path]:
-    """Write ``RESULTS.md``, ``results.json`` and ``quality_speed.png`` into ``out``
-    (created if missing; the three files are replaced, each atomically)."""
+    """Write ``RESULTS.md``, ``results.json``, ``quality_speed.png`` and the README's model
+    table ``models_table.md`` into ``out`` (created if missing; each file replaced
+    atomically)."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -257,7 +278,8 @@ def write_report(report: Report, out: str | Path) -> list[Path]:
         raise OutputError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
     figure = quality_speed_figure(report, out / FIGURE)
     return [write_json(out / RESULTS_JSON, report.to_dict()), figure,
-            write_text(out / RESULTS_MD, to_markdown(report, figure.name))]
+            write_text(out / RESULTS_MD, to_markdown(report, figure.name)),
+            write_text(out / MODELS_TABLE, models_table(report))]
 
 
 def ranking_content(report: Report) -> dict:
