@@ -261,7 +261,7 @@ def models_table(report: Report) -> str:
             continue
         found = [report.find(name, report.rank_sigma, model) for name in names]
         psnr = [_psnr(r.psnr) if r and r.images else "–" for r in found]
-        ratios = [report.ratio(model, c) if report.models(c).count(model) else math.nan for c in report.groups()]
+        ratios = [report.ratio(model, c) for c in report.groups()]  # nan where it did not run
         cost = " / ".join("–" if math.isnan(v) else f"{v:.2f}" for v in ratios)
         lines.append(f"| `{model}` | {' | '.join(psnr)} | {cost} |")
     return "\n".join(lines) + "\n"
