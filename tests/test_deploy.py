@@ -155,10 +155,11 @@ def test_onnx_ffdnet_takes_a_spatially_varying_noise_map(tmp_path):
 
 def test_onnx_registered_ffdnet(tmp_path):
     """The name "ffdnet" (an architecture: random weights, with a warning), and the trained
-    ffdnet-gray when its weights ship."""
+    ffdnet-gray and ffdnet-color when their weights ship."""
     onnx_ready()
-    names = ["ffdnet"] + (["ffdnet-gray"] if get_entry("ffdnet-gray").has_weights() else [])
+    names = ["ffdnet"] + [n for n in ("ffdnet-gray", "ffdnet-color") if get_entry(n).has_weights()]
     for name in names:
+        channels = 3 if name == "ffdnet-color" else 1
         path = tmp_path / f"{name}.onnx"
         torch.manual_seed(0)  # the same random weights below
         if name == "ffdnet":
@@ -167,10 +168,10 @@ def test_onnx_registered_ffdnet(tmp_path):
         else:
             assert export_model(name, path).trained
         torch.manual_seed(0)
-        model = create_model(name, pretrained=name != "ffdnet", channels=1)
+        model = create_model(name, pretrained=name != "ffdnet", channels=channels)
         session = ort_session(path)
         for n, h, w in SIZES:
-            x, sigma = images(n, 1, h, w), varying_map(n, h, w)
+            x, sigma = images(n, channels, h, w), varying_map(n, h, w)
             assert (run_onnx(session, image=x, sigma=sigma) - pytorch(model, x, sigma)).abs().max() < 1e-4
 
 
