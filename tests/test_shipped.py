@@ -264,17 +264,22 @@ def test_ffdnet_gray_strength_trades_detail_for_smoothness(data_root):
     assert quality[1.0] > max(quality[0.8], quality[1.3]) + 0.5
 
 
-def test_shipped_ffdnet_gray_card_gives_its_chain():
-    entry = get_entry("ffdnet-gray")
+@pytest.mark.parametrize("name,channels,steps,resumes,layers,features", [
+    ("ffdnet-gray", 1, 44000, 2, 15, 64),  # resumed twice with other step counts (the card's note)
+    ("ffdnet-color", 3, 24000, 0, 12, 96),  # exact resumes of one plan: one command reproduces it
+])
+def test_shipped_ffdnet_card_gives_its_chain(name, channels, steps, resumes, layers, features):
+    entry = get_entry(name)
     card = entry.card()
-    assert entry.has_weights() and card["status"] == "final" and card["channels"] == 1
+    assert entry.has_weights() and card["status"] == "final" and card["channels"] == channels
     assert card["targets"] == "clean" and card["noise"] == "gaussian:0-75"
-    assert card["training"]["steps"] == card["training"]["planned_steps"] == 44000
-    assert card["reproduce"].startswith("denoise train --config configs/ffdnet-gray.json")
-    assert card["reproduce"].count("--resume") == 2 and "--precise-bn 200" in card["reproduce"]
+    assert card["training"]["steps"] == card["training"]["planned_steps"] == steps
+    assert card["reproduce"].startswith(f"denoise train --config configs/{name}.json")
+    assert card["reproduce"].count("--resume") == resumes and "--precise-bn 200" in card["reproduce"]
     assert card["bn_statistics"]["batches"] == 200
-    net = create_model("ffdnet-gray")
-    assert net.uses_sigma and sum(isinstance(m, torch.nn.Conv2d) for m in net.modules()) == 15
+    net = create_model(name)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert net.uses_sigma and len(convs) == layers and convs[0].out_channels == features
 
 
 def test_shipped_ffdnet_color_beats_its_input_and_dct_at_every_level(data_root):
@@ -291,18 +296,3 @@ def test_shipped_ffdnet_color_beats_its_input_and_dct_at_every_level(data_root):
         assert ffdnet.psnr > noisy.psnr + 6.0
         assert ffdnet.psnr > dct.psnr + margin, sigma
         assert ffdnet.ssim > dct.ssim + ssim_margin, sigma
-
-
-def test_shipped_ffdnet_color_card_gives_its_chain():
-    """One uninterrupted run reproduces it: its segments were exact resumes of one plan."""
-    entry = get_entry("ffdnet-color")
-    card = entry.card()
-    assert entry.has_weights() and card["status"] == "final" and card["channels"] == 3
-    assert card["targets"] == "clean" and card["noise"] == "gaussian:0-75"
-    assert card["training"]["steps"] == card["training"]["planned_steps"] == 24000
-    assert card["reproduce"].startswith("denoise train --config configs/ffdnet-color.json")
-    assert "--stop-at" not in card["reproduce"] and "--precise-bn 200" in card["reproduce"]
-    assert card["bn_statistics"]["batches"] == 200
-    net = create_model("ffdnet-color")
-    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert net.uses_sigma and len(convs) == 12 and convs[0].out_channels == 96
